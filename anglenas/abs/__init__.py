@@ -1,0 +1,1 @@
+"""ABS: angle-based search-space shrinking (spec §3)."""

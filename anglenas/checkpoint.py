@@ -1,0 +1,46 @@
+"""Atomic checkpoint and file writes: a crash mid-write never leaves a truncated file behind."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anglenas.errors import UserError
+
+
+def _atomic_replace(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    _atomic_replace(Path(path), lambda fh: fh.write(text.encode()))
+
+
+def save_checkpoint(obj: Any, path: str | Path) -> None:
+    """``torch.save`` ``obj`` atomically (tensors, numbers, strings, lists and dicts only)."""
+    _atomic_replace(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only``: no code runs on load)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None

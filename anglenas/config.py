@@ -1,0 +1,127 @@
+"""Configuration: a dataclass per stage, every field a command-line flag and a YAML key.
+
+Precedence: dataclass default < ``--config file.yaml`` < command-line flag. A field's help text is its
+``metadata["help"]``. Unknown YAML keys and ill-typed values are :class:`UserError`\\ s.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import yaml
+
+from anglenas.errors import UserError
+
+T = TypeVar("T")
+
+
+def field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help string."""
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """(scalar type, optional?) of an annotation like ``int``, ``float | None`` or ``Optional[str]``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    base, optional = _base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"config key {name!r} may not be empty")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if base is int:  # accept 50000, "50000" and "5e4", refuse 2.5
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError(value)
+            return int(number)
+        return base(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config key {name!r} must be a {base.__name__}, got {value!r}") from None
+
+
+def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "",
+                 prog: str | None = None, presets: dict[str, dict[str, Any]] | None = None) -> T:
+    """Build ``cls`` from ``--config`` YAML and command-line flags (``argv`` defaults to ``sys.argv[1:]``).
+
+    ``presets`` maps a boolean field (e.g. ``demo``) to defaults that apply when that flag is given; YAML and
+    explicit flags still override them.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    for name in presets or {}:
+        pre.add_argument("--" + name, action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    values = {f.name: f.default for f in fields}
+    for name, overrides in (presets or {}).items():
+        if getattr(known, name):
+            values.update(overrides)
+    if known.config:
+        values.update(load_yaml(known.config, cls))
+
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", help="YAML file of field: value (flags given here override it)")
+    for f in fields:
+        base, _ = _base_type(hints[f.name])
+        flag = "--" + f.name
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=values[f.name], help=help_text)
+        else:
+            parser.add_argument(flag, default=values[f.name], help=help_text, choices=choices,
+                                type=lambda v, n=f.name, t=hints[f.name]: _coerce(n, v, t))
+    args = vars(parser.parse_args(argv))
+    args.pop("config")
+    return cls(**args)
+
+
+def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
+    """Read a YAML mapping of ``cls`` fields, checking names and types."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"config file {path} must be a mapping of field: value")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(doc) - names)
+    if unknown:
+        raise UserError(f"config file {path}: unknown key(s) {unknown}; known keys: {sorted(names)}")
+    out = {}
+    for key, value in doc.items():
+        out[key] = _coerce(key, value, hints[key])
+        choices = next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == key)
+        if choices and out[key] not in choices:
+            raise UserError(f"config key {key!r} must be one of {choices}, got {out[key]!r}")
+    return out
+
+
+def to_yaml(cfg: Any) -> str:
+    """The config as YAML, re-readable with ``--config``."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

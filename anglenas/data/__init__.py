@@ -1,0 +1,137 @@
+"""Datasets of every stage behind one object: :func:`build_data` gives training streams and eval batches.
+
+Sources: ``embedded`` (2,000 + 500 real CIFAR-10 images shipped in the package: the demo default),
+``imagenet`` (ImageFolder ``--train_dir`` / ``--test_dir``), ``cifar10`` / ``cifar100`` (python-pickle folder in
+``--data_dir``) and ``cifar10-jpg`` (a ``{train,test}/<class>/*.jpg`` tarball in ``--data_dir``). For searching,
+a deterministic ``search_val_size`` subset of the training images is held out as "search-val".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from anglenas.config import field
+from anglenas.data import transforms
+from anglenas.data.sources import (ImageArrays, image_folder, load_cifar_pickles, load_embedded, load_jpeg_tar,
+                                   split_indices, to_tensor_nchw)
+from anglenas.data.streams import (CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Batch, BatchStream, LoaderStream,
+                                   Normalize, TensorStream, loader_eval_batches, tensor_eval_batches)
+from anglenas.errors import UserError
+
+DATASETS = ("embedded", "imagenet", "cifar10", "cifar100", "cifar10-jpg")
+CACHE_DIR = Path(os.environ.get("ANGLENAS_CACHE", Path.home() / ".cache" / "anglenas"))
+
+__all__ = ["DATASETS", "Batch", "BatchStream", "Data", "DataConfig", "Normalize", "build_data"]
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from (shared by every stage)."""
+
+    dataset: str = field("imagenet", "image source", choices=DATASETS)
+    train_dir: str = field("", "ImageNet train folder (one sub-folder per class)")
+    test_dir: str = field("", "ImageNet val folder (one sub-folder per class)")
+    data_dir: str = field("", "CIFAR python-pickle folder, or the CIFAR-10 JPEG tarball for cifar10-jpg")
+    search_val_size: int | None = field(None, "training images held out as search-val "
+                                              "(default: 50000 for ImageNet, 10%% of train otherwise)")
+    split_seed: int = field(0, "seed of the search-train / search-val split (keep it equal across stages)")
+    workers: int = field(8, "DataLoader worker processes per rank (ImageNet)")
+
+
+class Data:
+    """Training and evaluation batches of one dataset on one device.
+
+    ``held_out=True`` (shrinking and searching): training uses search-train, ``val_batches`` is search-val.
+    ``held_out=False`` (final training): training uses the whole train set, ``val_batches`` is the test set.
+    """
+
+    def __init__(self, cfg: DataConfig, device: torch.device, held_out: bool = True) -> None:
+        self.cfg, self.device, self.held_out = cfg, device, held_out
+        self.folder = None
+        if cfg.dataset == "imagenet":
+            self._init_folder()
+        else:
+            self._init_arrays()
+
+    # -- sources ------------------------------------------------------------------------------------------------
+    def _init_arrays(self) -> None:
+        cfg = self.cfg
+        if cfg.dataset == "embedded":
+            sets = load_embedded()
+        elif cfg.dataset == "cifar10-jpg":
+            if not cfg.data_dir:
+                raise UserError("--dataset cifar10-jpg needs --data_dir pointing at the JPEG tarball")
+            sets = load_jpeg_tar(cfg.data_dir, cache_dir=CACHE_DIR)
+        else:
+            if not cfg.data_dir:
+                raise UserError(f"--dataset {cfg.dataset} needs --data_dir (the folder holding the python version)")
+            sets = load_cifar_pickles(cfg.data_dir, 10 if cfg.dataset == "cifar10" else 100)
+        train, test = sets["train"], sets["test"]
+        if self.held_out:
+            held = cfg.search_val_size or max(1, len(train) // 10)
+            tr, va = split_indices(len(train), held, cfg.split_seed)
+            train, test = train.subset(tr), train.subset(va)
+        self.num_classes, self.input_size = len(train.classes), train.images.shape[1]
+        self.normalize = CIFAR_NORMALIZE
+        self._train: ImageArrays = train
+        self._val: ImageArrays = test
+        self._train_x = to_tensor_nchw(train.images, self.device)
+        self._train_y = torch.from_numpy(train.labels)
+
+    def _init_folder(self) -> None:
+        cfg = self.cfg
+        if not cfg.train_dir:
+            raise UserError("--dataset imagenet needs --train_dir (and --test_dir for final training)")
+        self.folder = image_folder(cfg.train_dir)
+        self.num_classes, self.input_size, self.normalize = len(self.folder.classes), 224, ORIGINAL_IMAGENET
+        n = len(self.folder)
+        if self.held_out:
+            self._train_idx, self._val_idx = split_indices(n, cfg.search_val_size or 50000, cfg.split_seed)
+            self._val_folder = self.folder
+        else:
+            if not cfg.test_dir:
+                raise UserError("final training on ImageNet needs --test_dir")
+            self._train_idx = np.arange(n)
+            self._val_folder = image_folder(cfg.test_dir)
+            self._val_idx = np.arange(len(self._val_folder))
+
+    # -- batches ------------------------------------------------------------------------------------------------
+    @property
+    def num_train(self) -> int:
+        return len(self._train_idx) if self.folder is not None else len(self._train)
+
+    @property
+    def num_val(self) -> int:
+        return len(self._val_idx) if self.folder is not None else len(self._val)
+
+    def train_stream(self, global_batch: int, seed: int, rank: int = 0, world: int = 1,
+                     channels_last: bool = False) -> BatchStream:
+        """Augmented training batches addressed by global step (see :mod:`anglenas.data.streams`)."""
+        try:
+            if self.folder is not None:
+                return LoaderStream(self.folder, self._train_idx, transforms.imagenet_train, global_batch, seed,
+                                    self.normalize, self.device, rank, world, self.cfg.workers, channels_last)
+            return TensorStream(self._train_x, self._train_y, global_batch, seed, self.normalize, rank, world,
+                                channels_last=channels_last)
+        except ValueError as exc:
+            raise UserError(f"{exc}; lower --batch_size") from None
+
+    def val_batches(self, batch_size: int, channels_last: bool = False, limit: int | None = None) -> Iterator[Batch]:
+        """Un-augmented evaluation batches: search-val (``held_out``) or the test set; ``limit`` images at most."""
+        if self.folder is not None:
+            idx = self._val_idx[:limit]
+            return loader_eval_batches(self._val_folder, idx, transforms.imagenet_eval, batch_size, self.normalize,
+                                       self.device, self.cfg.workers, channels_last)
+        x = to_tensor_nchw(self._val.images[:limit], self.device)
+        return tensor_eval_batches(x, torch.from_numpy(self._val.labels[:limit]), batch_size, self.normalize,
+                                   channels_last)
+
+
+def build_data(cfg: DataConfig, device: torch.device | str = "cpu", held_out: bool = True) -> Data:
+    """The dataset of ``cfg`` on ``device`` (see :class:`Data`)."""
+    return Data(cfg, torch.device(device), held_out)

@@ -1,0 +1,210 @@
+"""Deterministic, resumable batch streams.
+
+A training stream is addressed by the global step: the batch of step ``t`` (and its augmentation) is a pure
+function of ``(seed, t, rank)``, so a run resumed at step ``t`` sees exactly the batches an uninterrupted run
+would. An epoch is a seeded permutation of the training set cut into ``N // global_batch`` global batches; each
+rank takes its own contiguous slice of every global batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """uint8 RGB [N, 3, H, W] -> float, optionally BGR, then (x - mean) / std, all on the device."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    bgr: bool = False
+
+    def __call__(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        x = x.float()
+        if self.bgr:
+            x = x.flip(1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+CIFAR_NORMALIZE = Normalize((125.3, 123.0, 113.9), (63.0, 62.1, 66.7))
+ORIGINAL_IMAGENET = Normalize((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), bgr=True)
+"""The original's ImageNet input: BGR in [0, 255], no normalisation (needed for its released checkpoints)."""
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (seed, step, rank, ...)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+class BatchStream(Protocol):
+    """A training stream: ``batches(start, n)`` yields the normalised batches of global steps start..start+n-1."""
+
+    steps_per_epoch: int
+    per_rank_batch: int
+
+    def batches(self, start_step: int, num_steps: int) -> Iterator[Batch]: ...
+
+
+class _EpochIndex:
+    """The dataset indices of each rank's share of a global step."""
+
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int, world: int) -> None:
+        if global_batch % world:
+            raise ValueError(f"global batch {global_batch} is not divisible by the world size {world}")
+        if n < global_batch:
+            raise ValueError(f"the training set has {n} images, fewer than one global batch of {global_batch}")
+        self.n, self.global_batch, self.seed, self.rank = n, global_batch, seed, rank
+        self.per_rank = global_batch // world
+        self.steps_per_epoch = n // global_batch
+        self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def __call__(self, step: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm, self._perm_epoch = np.random.default_rng([self.seed, epoch]).permutation(self.n), epoch
+        start = pos * self.global_batch + self.rank * self.per_rank
+        return self._perm[start: start + self.per_rank]
+
+
+class TensorStream:
+    """Training batches from uint8 images held on the device, with CIFAR augmentation done there.
+
+    Augmentation: random crop with ``pad`` zero padding and a horizontal flip, per image, from a generator
+    seeded by (seed, step, rank).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, global_batch: int, seed: int,
+                 normalize: Normalize, rank: int = 0, world: int = 1, pad: int = 4, flip: bool = True,
+                 channels_last: bool = False) -> None:
+        self.images, self.labels = images, labels.to(images.device)
+        self.index = _EpochIndex(len(labels), global_batch, seed, rank, world)
+        self.steps_per_epoch, self.per_rank_batch = self.index.steps_per_epoch, self.index.per_rank
+        self.seed, self.rank, self.pad, self.flip = seed, rank, pad, flip
+        self.normalize, self.channels_last = normalize, channels_last
+
+    def batch(self, step: int) -> Batch:
+        idx = torch.from_numpy(self.index(step)).to(self.images.device)
+        x, y = self.images[idx], self.labels[idx]
+        gen = torch.Generator(device="cpu").manual_seed(step_seed(self.seed, step, self.rank))
+        x = augment_crop_flip(x, gen, self.pad, self.flip)
+        return self.normalize(x, self.channels_last), y
+
+    def batches(self, start_step: int, num_steps: int) -> Iterator[Batch]:
+        for step in range(start_step, start_step + num_steps):
+            yield self.batch(step)
+
+
+def augment_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
+    """Per-image random crop (zero padding ``pad``) and horizontal flip of a uint8 NCHW batch, on its device."""
+    n, _, h, w = x.shape
+    if pad:
+        offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).to(x.device)
+        padded = F.pad(x, (pad, pad, pad, pad))
+        rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    if flip:
+        mask = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def tensor_eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalize: Normalize,
+                        channels_last: bool = False) -> Iterator[Batch]:
+    """Un-augmented batches of an in-memory set, in order."""
+    labels = labels.to(images.device)
+    for start in range(0, len(labels), batch_size):
+        yield normalize(images[start: start + batch_size], channels_last), labels[start: start + batch_size]
+
+
+class _SeededDataset(torch.utils.data.Dataset):
+    """Applies ``transform(img, rng)`` with a per-sample seed that the sampler sends along with the index."""
+
+    def __init__(self, base, indices: Sequence[int], transform: Callable) -> None:
+        self.base, self.indices, self.transform = base, np.asarray(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: tuple[int, int]):
+        i, seed = item
+        img, label = self.base[int(self.indices[i])]
+        return self.transform(img, np.random.default_rng(seed)), label
+
+
+class _StepBatches:
+    """Infinite batch sampler: the (index, seed) lists of global steps ``start``, ``start + 1``, ..."""
+
+    def __init__(self, index: _EpochIndex, seed: int, rank: int) -> None:
+        self.index, self.seed, self.rank, self.start = index, seed, rank, 0
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start
+        while True:
+            base_seed = step_seed(self.seed, step, self.rank)
+            yield [(int(i), base_seed + k) for k, i in enumerate(self.index(step))]
+            step += 1
+
+
+class LoaderStream:
+    """Training batches decoded by persistent DataLoader workers (ImageFolder data), seeded per sample.
+
+    Consecutive ``batches`` calls continue one prefetching iterator; a call that starts elsewhere (a resume)
+    restarts it at that step.
+    """
+
+    def __init__(self, base, indices: Sequence[int], transform: Callable, global_batch: int, seed: int,
+                 normalize: Normalize, device: torch.device, rank: int = 0, world: int = 1, workers: int = 8,
+                 channels_last: bool = False) -> None:
+        dataset = _SeededDataset(base, indices, transform)
+        self.index = _EpochIndex(len(dataset), global_batch, seed, rank, world)
+        self.steps_per_epoch, self.per_rank_batch = self.index.steps_per_epoch, self.index.per_rank
+        self.device, self.normalize, self.channels_last = device, normalize, channels_last
+        self._sampler = _StepBatches(self.index, seed, rank)
+        self._loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=self._sampler, num_workers=workers, pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+        self._iter: Iterator | None = None
+        self._next_step = -1
+
+    def batches(self, start_step: int, num_steps: int) -> Iterator[Batch]:
+        if self._iter is None or self._next_step != start_step:
+            self._sampler.start = start_step
+            self._iter, self._next_step = iter(self._loader), start_step
+        for _ in range(num_steps):
+            x, y = next(self._iter)
+            self._next_step += 1
+            yield (self.normalize(x.to(self.device, non_blocking=True), self.channels_last),
+                   y.to(self.device, non_blocking=True))
+
+
+def loader_eval_batches(base, indices: Sequence[int], transform: Callable, batch_size: int, normalize: Normalize,
+                        device: torch.device, workers: int = 8, channels_last: bool = False) -> Iterator[Batch]:
+    """Un-augmented batches of an ImageFolder subset, in order."""
+    subset = torch.utils.data.Subset(_Plain(base, transform), list(map(int, indices)))
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    for x, y in loader:
+        yield normalize(x.to(device, non_blocking=True), channels_last), y.to(device, non_blocking=True)
+
+
+class _Plain(torch.utils.data.Dataset):
+    def __init__(self, base, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        img, label = self.base[i]
+        return self.transform(img), label

@@ -1,0 +1,55 @@
+"""MBConv (inverted residual) blocks of spec §1.1."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from anglenas.spaces import BLOCK_SHAPES
+
+
+def conv_bn_relu6(inp: int, oup: int, kernel: int, stride: int) -> nn.Sequential:
+    """Conv (no bias) -> BN -> ReLU6; used for the stem (3x3) and the head (1x1)."""
+    return nn.Sequential(
+        nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(oup),
+        nn.ReLU6(inplace=True),
+    )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: [1x1 expand -> BN -> ReLU6] -> kxk depthwise -> BN -> ReLU6 -> 1x1 project -> BN.
+
+    The expansion conv is absent when ``expand == 1``. The conv layers sit at indices 0, 3, 6 of ``self.conv``
+    (0, 3 without expansion), which the angle metric relies on (:attr:`conv_weights`).
+    """
+
+    def __init__(self, inp: int, oup: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = inp * expand
+        self.use_residual = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [
+            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    @property
+    def conv_weights(self) -> list[torch.Tensor]:
+        """The block's conv weights in forward order (its contribution to the angle vector)."""
+        return [m.weight for m in self.conv if isinstance(m, nn.Conv2d)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return x + out if self.use_residual else out
+
+
+def make_block(op: int, inp: int, oup: int, stride: int) -> InvertedResidual:
+    """The candidate block with op index ``op`` (0..5, see :data:`anglenas.spaces.BLOCK_KEYS`)."""
+    kernel, expand = BLOCK_SHAPES[op]
+    return InvertedResidual(inp, oup, kernel, stride, expand)

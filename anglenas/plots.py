@@ -1,0 +1,55 @@
+"""Figures: ABS angle scores per round, search progress. Headless (Agg) matplotlib."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from anglenas.spaces import BLOCK_KEYS, IDENTITY  # noqa: E402
+
+OP_LABELS = ["3x3 e3", "3x3 e6", "5x5 e3", "5x5 e6", "7x7 e3", "7x7 e6", "id"]
+
+
+def _col(op: int) -> int:
+    return len(BLOCK_KEYS) if op == IDENTITY else op
+
+
+def plot_angle_scores(history: list[dict], num_layers: int, path: str | Path | None = None):
+    """One heatmap per round, layers x ops coloured by angle score on that round's own scale (W0 may be
+    replaced between rounds); red x = dropped that round, grey = absent, dot = the layer's only op."""
+    n = len(history)
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 0.19 * num_layers * rows + 1.4),
+                             squeeze=False, constrained_layout=True)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#e6e6e6")
+    for ax, rec in zip(axes.flat, history):
+        grid = np.full((num_layers, len(OP_LABELS)), np.nan)
+        for layer, op, score in rec["scores"]:
+            grid[layer, _col(op)] = score
+        image = ax.imshow(grid, cmap=cmap, aspect="auto", interpolation="nearest")
+        for layer, ops in enumerate(rec["ops_before"]):
+            if len(ops) == 1:
+                ax.plot(_col(ops[0]), layer, "o", color="#444444", ms=2.5)
+        for layer, op in rec["dropped"]:
+            ax.plot(_col(op), layer, "x", color="red", ms=5, mew=1.5)
+        ax.set_title(f"round {rec['round']}: {rec['size']:.2g} left", fontsize=8)
+        ax.set_xticks(range(len(OP_LABELS)), OP_LABELS, rotation=90, fontsize=6)
+        ax.set_yticks(range(0, num_layers, 2), [str(i) for i in range(0, num_layers, 2)], fontsize=6)
+        ax.set_ylabel("layer", fontsize=7)
+        bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
+        bar.ax.tick_params(labelsize=6)
+        bar.set_label("angle (rad)", fontsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("ABS operator scores per round: mean angle of the children containing each operator "
+                 "(red x: dropped, dot: last op of its layer)", fontsize=9)
+    if path is not None:
+        fig.savefig(path, dpi=130)
+    return fig

@@ -1,0 +1,1 @@
+"""Supernet training: optimiser and schedule, path samplers, distributed helpers, the training loop."""

@@ -1,0 +1,37 @@
+"""Path samplers for supernet training; a step's path(s) are a function of (seed, step) alone, so every rank
+samples the same path without communication and a resumed run samples what an uninterrupted one would."""
+from __future__ import annotations
+
+import numpy as np
+
+from anglenas.errors import UserError
+
+
+class UniformPathSampler:
+    """Single-path uniform sampling: each layer picks uniformly from its op list (identity included)."""
+
+    def __init__(self, ops: list[list[int]], seed: int) -> None:
+        self.ops, self.seed = [list(layer) for layer in ops], seed
+
+    def paths(self, step: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, step])
+        return [[layer[rng.integers(len(layer))] for layer in self.ops]]
+
+
+class FairPathSampler:
+    """FairNAS strict fairness: m paths per step in which every op of every layer appears exactly once.
+
+    Needs the same number of ops m in every layer (ABS's per-layer drop rule guarantees it).
+    """
+
+    def __init__(self, ops: list[list[int]], seed: int) -> None:
+        counts = sorted({len(layer) for layer in ops})
+        if len(counts) != 1:
+            raise UserError(f"strict fairness needs the same number of ops in every layer; this space has "
+                            f"{counts} ops per layer (shrink it with the per-layer drop rule, as FairNAS does)")
+        self.ops, self.seed = [list(layer) for layer in ops], seed
+
+    def paths(self, step: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, step])
+        columns = [[layer[i] for i in rng.permutation(len(layer))] for layer in self.ops]
+        return [list(path) for path in zip(*columns)]

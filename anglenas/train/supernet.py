@@ -1,0 +1,145 @@
+"""The supernet training loop shared by shrinking (uniform single path) and searching (SPOS / FairNAS).
+
+One step: set the LR of the step, draw the step's path(s), forward/backward each (FairNAS accumulates the
+gradients of its m paths), average the sampled path's gradients over ranks, clip by value, SGD. Gradients are
+reset to ``None`` every step, so unsampled operators receive neither momentum nor weight decay.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from anglenas.config import field
+from anglenas.data import BatchStream
+from anglenas.log import RunLogger
+from anglenas.train.dist import DistEnv, all_reduce_grads
+from anglenas.train.optim import linear_lr, set_lr, sgd
+
+
+class PathSampler(Protocol):
+    def paths(self, step: int) -> list[list[int]]: ...
+
+
+@dataclass
+class SupernetTrainConfig:
+    """Supernet optimisation (spec §2.3, §3.6); the batch size is global, divided over the ranks."""
+
+    batch_size: int = field(512, "global batch size (divided over ranks)")
+    lr: float = field(0.25, "initial learning rate")
+    min_lr: float = field(5e-4, "learning-rate floor of the linear schedule")
+    momentum: float = field(0.9, "SGD momentum")
+    weight_decay: float = field(4e-5, "weight decay of conv weights and the classifier")
+    label_smoothing: float = field(0.1, "label smoothing of the cross-entropy")
+    grad_clip: float = field(5.0, "clip gradients by value (0 disables)")
+    seed: int = field(5, "seed of weights, paths, data order and candidate sampling")
+    device: str = field("auto", "cuda, cpu or auto")
+    amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
+    channels_last: bool = field(True, "channels_last memory format (faster for these depthwise nets on GPU and CPU)")
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when enabled, otherwise a no-op context."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class SupernetTrainer:
+    """Trains ``model(x, path)`` with paths from ``sampler`` on batches from ``stream``.
+
+    ``total_steps`` is the horizon of the linear LR schedule (it may exceed the steps actually run, as in
+    shrinking, where the LR then stays at its floor).
+    """
+
+    def __init__(self, model: nn.Module, sampler: PathSampler, stream: BatchStream, cfg: SupernetTrainConfig,
+                 total_steps: int, device: torch.device, env: DistEnv = DistEnv(),
+                 logger: RunLogger | None = None) -> None:
+        self.cfg, self.device, self.env = cfg, device, env
+        self.amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+        self.model = model.to(device, memory_format=torch.channels_last if cfg.channels_last
+                              else torch.preserve_format)
+        self.sampler, self.stream, self.total_steps = sampler, stream, total_steps
+        self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.params = list(self.model.parameters())
+        self.logger = logger or RunLogger(None, enabled=False)
+
+    def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimisation step; returns (loss summed over the paths, correct predictions, number of paths)."""
+        set_lr(self.optimizer, linear_lr(step, self.cfg.lr, self.total_steps, self.cfg.min_lr))
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        paths = self.sampler.paths(step)
+        for path in paths:
+            with autocast_context(self.device, self.amp):
+                logits = self.model(x, path)
+                loss = self.criterion(logits, y)
+            loss.backward()
+            loss_sum += loss.detach()
+            correct += (logits.argmax(1) == y).sum()
+        sampled = [p for p in self.params if p.grad is not None]
+        all_reduce_grads(sampled, self.env)
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_value_(sampled, self.cfg.grad_clip)
+        self.optimizer.step()
+        return loss_sum, correct, len(paths)
+
+    def train(self, start: int, end: int, desc: str = "train",
+              checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0) -> None:
+        """Run steps ``start`` .. ``end - 1``; call ``checkpoint(next_step)`` every ``checkpoint_every`` steps."""
+        if end <= start:
+            return
+        progress = self.logger.progress(desc, end, start)
+        loss_acc = torch.zeros((), device=self.device)
+        correct_acc = torch.zeros((), device=self.device)
+        forwards = images = 0
+        for step, (x, y) in zip(range(start, end), self.stream.batches(start, end - start)):
+            loss, correct, n_paths = self.step(step, x, y)
+            loss_acc += loss
+            correct_acc += correct
+            forwards += n_paths
+            images += n_paths * len(y)
+            done = step + 1
+            if done % progress.every == 0 or done == end:  # read device values only when logging
+                lr = self.optimizer.param_groups[0]["lr"]
+                mean_loss, acc = loss_acc.item() / forwards, 100.0 * correct_acc.item() / images
+                for tag, value in (("loss", mean_loss), ("top1", acc), ("lr", lr)):
+                    self.logger.scalar(f"train/{tag}", value, done)
+                progress.update(done - progress.done, loss=mean_loss, top1=acc, lr=lr)
+                loss_acc.zero_()
+                correct_acc.zero_()
+                forwards = images = 0
+            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < end:
+                checkpoint(done)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], batches, device: torch.device,
+             amp: bool = False) -> dict[str, float]:
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``forward`` over ``batches``."""
+    correct1 = correct5 = 0
+    loss_sum, n = 0.0, 0
+    for x, y in batches:
+        with autocast_context(device, amp):
+            logits = forward(x).float()
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += (top5[:, 0] == y).sum().item()
+        correct5 += (top5 == y[:, None]).any(1).sum().item()
+        n += len(y)
+    if n == 0:
+        return {"top1": 0.0, "top5": 0.0, "loss": 0.0, "n": 0}
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n, "n": n}
