@@ -1,0 +1,1 @@
+"""Architecture search inside a (shrunk) space: evolutionary search and its candidate evaluators."""

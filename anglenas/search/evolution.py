@@ -1,0 +1,154 @@
+"""Evolutionary architecture search of SPOS (spec §6.2), independent of how candidates are evaluated.
+
+Each generation: evaluate the population, merge it into the top-``select_num`` and top-``population_num`` lists,
+breed up to ``crossover_num`` children by uniform crossover of two top parents, up to
+``population_num - |crossover|`` by mutation (each gene redrawn with probability ``m_prob``), and top the
+population up with random children. A child is legal when it was never put in a population before and its FLOPs
+lie within the limits, so no architecture is evaluated twice.
+
+The search state (generation, population, top lists, RNG state) is a JSON-able dict saved after every
+generation; results arrive one by one through ``on_result`` so a caller can persist them as they come. A search
+resumed from its last state and the results it had evaluates only what is missing and then continues exactly
+as an uninterrupted run would.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from anglenas.config import field
+from anglenas.errors import UserError
+
+Arch = tuple[int, ...]
+
+
+class Evaluator(Protocol):
+    """Evaluates architectures; calls ``on_result(arch, top1)`` for each and returns when all are done."""
+
+    def evaluate(self, archs: Sequence[Arch], on_result: Callable[[Arch, float], None]) -> None: ...
+
+
+@dataclass
+class EvolutionConfig:
+    """Evolutionary search hyper-parameters (SPOS defaults)."""
+
+    population_num: int = field(50, "population size")
+    select_num: int = field(10, "top-k parents kept for breeding")
+    crossover_num: int = field(25, "children by crossover per generation (at most)")
+    mutation_num: int = field(25, "children by mutation per generation (at most population - crossover)")
+    m_prob: float = field(0.5, "per-layer mutation probability")
+    max_epochs: int = field(20, "generations")
+    topk: int = field(2, "architectures reported at the end")
+
+
+class EvolutionSearch:
+    """The search over ``ops`` (per-layer op lists); ``legal(arch)`` adds constraints such as FLOPs limits."""
+
+    def __init__(self, ops: list[list[int]], cfg: EvolutionConfig, seed: int,
+                 legal: Callable[[Arch], bool] = lambda arch: True, state: dict | None = None,
+                 results: dict[Arch, float] | None = None) -> None:
+        self.ops, self.cfg, self.legal = [list(layer) for layer in ops], cfg, legal
+        self.results: dict[Arch, float] = dict(results or {})
+        self.rng = np.random.default_rng(seed)
+        if state is None:
+            self.epoch, self.visited = 0, set()
+            self.top: list[Arch] = []  # top population_num by accuracy, best first
+            self.history: list[dict] = []
+            self.population = self._fill([])
+        else:
+            self.epoch = state["epoch"]
+            self.population = [tuple(a) for a in state["population"]]
+            self.visited = {tuple(a) for a in state["visited"]}
+            self.top = [tuple(a) for a in state["top"]]
+            self.history = state["history"]
+            self.rng.bit_generator.state = state["rng"]
+
+    # -- state --------------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """JSON-able state at the start of generation ``epoch`` (its population not yet evaluated)."""
+        return {"epoch": self.epoch, "population": [list(a) for a in self.population],
+                "visited": [list(a) for a in sorted(self.visited)], "top": [list(a) for a in self.top],
+                "history": self.history, "rng": self.rng.bit_generator.state}
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.max_epochs
+
+    # -- breeding -----------------------------------------------------------------------------------------------
+    def _accept(self, arch: Arch, into: list[Arch]) -> bool:
+        if arch in self.visited or not self.legal(arch):
+            return False
+        self.visited.add(arch)
+        into.append(arch)
+        return True
+
+    def _random(self) -> Arch:
+        return tuple(int(layer[self.rng.integers(len(layer))]) for layer in self.ops)
+
+    def _fill(self, population: list[Arch]) -> list[Arch]:
+        """Top ``population`` up with random legal children (at most ``population_num * 10000`` draws)."""
+        attempts = self.cfg.population_num * 10000
+        while len(population) < self.cfg.population_num and attempts > 0:
+            attempts -= 1
+            self._accept(self._random(), population)
+        return population
+
+    def _crossover(self, parents: list[Arch]) -> list[Arch]:
+        children: list[Arch] = []
+        for _ in range(self.cfg.crossover_num * 10):
+            if len(children) >= self.cfg.crossover_num:
+                break
+            a, b = (parents[i] for i in self.rng.integers(len(parents), size=2))
+            mask = self.rng.random(len(self.ops)) < 0.5
+            self._accept(tuple(int(x) if m else int(y) for x, y, m in zip(a, b, mask)), children)
+        return children
+
+    def _mutation(self, parents: list[Arch], limit: int) -> list[Arch]:
+        children: list[Arch] = []
+        for _ in range(limit * 10):
+            if len(children) >= limit:
+                break
+            parent = parents[self.rng.integers(len(parents))]
+            redraw = self.rng.random(len(self.ops)) < self.cfg.m_prob
+            child = tuple(int(layer[self.rng.integers(len(layer))]) if r else int(g)
+                          for g, r, layer in zip(parent, redraw, self.ops))
+            self._accept(child, children)
+        return children
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+    def step(self, evaluator: Evaluator, on_result: Callable[[Arch, float], None] | None = None) -> None:
+        """Evaluate the current generation (only what has no result yet) and breed the next one."""
+        if not self.population:
+            raise UserError("no legal candidate left to evaluate: the FLOPs limits exclude every architecture of "
+                            "this space that was not evaluated yet; widen --min_flops / --max_flops")
+        missing = [a for a in self.population if a not in self.results]
+
+        def record(arch: Arch, acc: float) -> None:
+            arch = tuple(int(x) for x in arch)
+            if arch not in self.results:  # a duplicate result is ignored
+                self.results[arch] = float(acc)
+                if on_result is not None:
+                    on_result(arch, float(acc))
+
+        if missing:
+            evaluator.evaluate(missing, record)
+        lost = [a for a in self.population if a not in self.results]
+        if lost:
+            raise RuntimeError(f"the evaluator returned without results for {len(lost)} candidates")
+        pool = set(self.top) | set(self.population)
+        self.top = sorted(pool, key=lambda a: (-self.results[a], a))[: self.cfg.population_num]
+        accs = [self.results[a] for a in self.population]
+        self.history.append({"epoch": self.epoch, "evaluated": len(self.population),
+                             "best": max(accs), "mean": float(np.mean(accs)), "top1_so_far": self.results[self.top[0]],
+                             "accs": accs})
+        parents = self.top[: self.cfg.select_num]
+        crossover = self._crossover(parents)
+        mutation = self._mutation(parents, min(self.cfg.mutation_num, self.cfg.population_num - len(crossover)))
+        self.population = self._fill(mutation + crossover)
+        self.epoch += 1
+
+    def best(self, k: int | None = None) -> list[tuple[Arch, float]]:
+        """The ``k`` (default ``topk``) best architectures found, with their accuracy."""
+        return [(a, self.results[a]) for a in self.top[: k or self.cfg.topk]]
