@@ -19,6 +19,13 @@ from anglenas.errors import UserError
 T = TypeVar("T")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (``error: ...``, exit 2), pointing at ``--help``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def field(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with a help string."""
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
@@ -38,7 +45,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     if value is None:
         if optional:
             return None
-        raise UserError(f"config key {name!r} may not be empty")
+        raise UserError(f"{name} may not be empty")
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -55,7 +62,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             return int(number)
         return base(value)
     except (TypeError, ValueError):
-        raise UserError(f"config key {name!r} must be a {base.__name__}, got {value!r}") from None
+        raise UserError(f"{name} must be of type {base.__name__}, got {value!r}") from None
 
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "",
@@ -79,7 +86,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     if known.config:
         values.update(load_yaml(known.config, cls))
 
-    parser = argparse.ArgumentParser(prog=prog, description=description,
+    parser = ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", help="YAML file of field: value (flags given here override it)")
     for f in fields:

@@ -82,7 +82,9 @@ class FlopsTable:
             raise UserError(f"architecture has {n} layers; the {self.space} space has {len(self.layers)}")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1) + "\n"
+        """JSON with one layer per line."""
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in asdict(self).items()]
+        return "{\n" + ",\n".join(lines) + "\n}\n"
 
     @classmethod
     def load(cls, path: str | Path) -> "FlopsTable":

@@ -1,16 +1,14 @@
-"""Figures: ABS angle scores per round, search progress. Headless (Agg) matplotlib."""
+"""Figures: ABS angle scores per round. Built with matplotlib's object API (no pyplot state, nothing to close)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from anglenas.spaces import BLOCK_KEYS, IDENTITY  # noqa: E402
+from anglenas.spaces import BLOCK_KEYS, IDENTITY
 
 OP_LABELS = ["3x3 e3", "3x3 e6", "5x5 e3", "5x5 e6", "7x7 e3", "7x7 e6", "id"]
 
@@ -25,9 +23,9 @@ def plot_angle_scores(history: list[dict], num_layers: int, path: str | Path | N
     n = len(history)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 0.19 * num_layers * rows + 1.4),
-                             squeeze=False, constrained_layout=True)
-    cmap = plt.get_cmap("viridis").copy()
+    fig = Figure(figsize=(2.6 * cols, 0.19 * num_layers * rows + 1.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("#e6e6e6")
     for ax, rec in zip(axes.flat, history):
         grid = np.full((num_layers, len(OP_LABELS)), np.nan)

@@ -191,7 +191,9 @@ class Shrinker:
         out = Path(cfg.operations_path or self.save / "operations.json")
         if self.env.is_main:
             final.save(out)
-            self._write_reports()
+            fig = self._write_reports()
+            if fig is not None:
+                self.logger.figure("abs/angle_scores", fig, st.round)
         self.logger.info(f"done in {time.perf_counter() - t0:.0f}s after {st.round} rounds: "
                          f"{final.size:.4g} architectures, operations file {out}")
         return final
@@ -220,11 +222,11 @@ class Shrinker:
                 "seconds": seconds, "dropped": [list(o) for o in dropped],
                 "scores": [[layer, op, score] for (layer, op), score in scores.items()]}
 
-    def _write_reports(self) -> None:
+    def _write_reports(self):
+        """scores.json and angle_scores.png of the rounds so far (rank 0); returns the figure."""
         if not self.env.is_main or not self.state.history:
-            return
+            return None
         from anglenas.plots import plot_angle_scores
 
         atomic_write_text(self.save / "scores.json", json.dumps(self.state.history, indent=1) + "\n")
-        fig = plot_angle_scores(self.state.history, self.ref_space.num_layers, self.save / "angle_scores.png")
-        self.logger.figure("abs/angle_scores", fig, self.state.round)
+        return plot_angle_scores(self.state.history, self.ref_space.num_layers, self.save / "angle_scores.png")

@@ -19,8 +19,10 @@ from anglenas.config import field
 from anglenas.data import transforms
 from anglenas.data.sources import (ImageArrays, image_folder, load_cifar_pickles, load_embedded, load_jpeg_tar,
                                    split_indices, to_tensor_nchw)
+from anglenas.data.jpeg import DeviceAugment, JpegBytes, collate_bytes
 from anglenas.data.streams import (CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Batch, BatchStream, LoaderStream,
-                                   Normalize, TensorStream, loader_eval_batches, tensor_eval_batches)
+                                   Normalize, SeededTransform, TensorStream, loader_eval_batches,
+                                   tensor_eval_batches)
 from anglenas.errors import UserError
 
 DATASETS = ("embedded", "imagenet", "cifar10", "cifar100", "cifar10-jpg")
@@ -41,6 +43,9 @@ class DataConfig:
                                               "(default: 50000 for ImageNet, 10%% of train otherwise)")
     split_seed: int = field(0, "seed of the search-train / search-val split (keep it equal across stages)")
     workers: int = field(8, "DataLoader worker processes per rank (ImageNet)")
+    decode: str = field("auto", "where ImageNet training JPEGs are decoded: workers (PIL), device (torchvision, "
+                                "nvJPEG on a GPU), auto (device on CUDA, else workers)",
+                        choices=("auto", "workers", "device"))
 
 
 class Data:
@@ -114,8 +119,14 @@ class Data:
         """Augmented training batches addressed by global step (see :mod:`anglenas.data.streams`)."""
         try:
             if self.folder is not None:
-                return LoaderStream(self.folder, self._train_idx, transforms.imagenet_train, global_batch, seed,
-                                    self.normalize, self.device, rank, world, self.cfg.workers, channels_last)
+                on_device = self.cfg.decode == "device" or (self.cfg.decode == "auto" and self.device.type == "cuda")
+                if on_device:
+                    return LoaderStream(JpegBytes(self.folder, self._train_idx), global_batch, seed, self.normalize,
+                                        self.device, rank, world, self.cfg.workers, channels_last,
+                                        collate_fn=collate_bytes, finish=DeviceAugment(self.device))
+                return LoaderStream(SeededTransform(self.folder, self._train_idx, transforms.imagenet_train),
+                                    global_batch, seed, self.normalize, self.device, rank, world, self.cfg.workers,
+                                    channels_last)
             return TensorStream(self._train_x, self._train_y, global_batch, seed, self.normalize, rank, world,
                                 channels_last=channels_last)
         except ValueError as exc:

@@ -127,7 +127,7 @@ def tensor_eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: 
         yield normalize(images[start: start + batch_size], channels_last), labels[start: start + batch_size]
 
 
-class _SeededDataset(torch.utils.data.Dataset):
+class SeededTransform(torch.utils.data.Dataset):
     """Applies ``transform(img, rng)`` with a per-sample seed that the sampler sends along with the index."""
 
     def __init__(self, base, indices: Sequence[int], transform: Callable) -> None:
@@ -157,35 +157,40 @@ class _StepBatches:
 
 
 class LoaderStream:
-    """Training batches decoded by persistent DataLoader workers (ImageFolder data), seeded per sample.
+    """Training batches from persistent DataLoader workers over a dataset indexed by ``(index, seed)``.
 
     Consecutive ``batches`` calls continue one prefetching iterator; a call that starts elsewhere (a resume)
-    restarts it at that step.
+    restarts it at that step. ``finish`` turns a collated batch into (uint8 or float images, labels) on the
+    device (default: a plain transfer; :class:`anglenas.data.jpeg.DeviceAugment` decodes JPEGs there).
     """
 
-    def __init__(self, base, indices: Sequence[int], transform: Callable, global_batch: int, seed: int,
-                 normalize: Normalize, device: torch.device, rank: int = 0, world: int = 1, workers: int = 8,
-                 channels_last: bool = False) -> None:
-        dataset = _SeededDataset(base, indices, transform)
+    def __init__(self, dataset: torch.utils.data.Dataset, global_batch: int, seed: int, normalize: Normalize,
+                 device: torch.device, rank: int = 0, world: int = 1, workers: int = 8,
+                 channels_last: bool = False, collate_fn: Callable | None = None,
+                 finish: Callable | None = None) -> None:
         self.index = _EpochIndex(len(dataset), global_batch, seed, rank, world)
         self.steps_per_epoch, self.per_rank_batch = self.index.steps_per_epoch, self.index.per_rank
         self.device, self.normalize, self.channels_last = device, normalize, channels_last
+        self.finish = finish or self._transfer
         self._sampler = _StepBatches(self.index, seed, rank)
         self._loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=workers, pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+            persistent_workers=workers > 0, prefetch_factor=4 if workers else None, collate_fn=collate_fn)
         self._iter: Iterator | None = None
         self._next_step = -1
+
+    def _transfer(self, batch) -> Batch:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def batches(self, start_step: int, num_steps: int) -> Iterator[Batch]:
         if self._iter is None or self._next_step != start_step:
             self._sampler.start = start_step
             self._iter, self._next_step = iter(self._loader), start_step
         for _ in range(num_steps):
-            x, y = next(self._iter)
+            x, y = self.finish(next(self._iter))
             self._next_step += 1
-            yield (self.normalize(x.to(self.device, non_blocking=True), self.channels_last),
-                   y.to(self.device, non_blocking=True))
+            yield self.normalize(x, self.channels_last), y
 
 
 def loader_eval_batches(base, indices: Sequence[int], transform: Callable, batch_size: int, normalize: Normalize,

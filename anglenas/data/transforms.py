@@ -18,26 +18,34 @@ _EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],  # rows in RGB order (fb.resnet "
                     [-0.5836, -0.6948, 0.4203]])
 
 
-def square_random_resized_crop(img: Image.Image, rng: np.random.Generator, size: int = 224,
-                               scale: tuple[float, float] = (0.08, 1.0), attempts: int = 10) -> Image.Image:
-    """A square crop of area U(scale) * H * W at a uniform position, resized to ``size``.
+def square_crop_box(w: int, h: int, rng: np.random.Generator, scale: tuple[float, float] = (0.08, 1.0),
+                    attempts: int = 10) -> tuple[int, int, int]:
+    """(left, top, edge) of a square of area U(scale) * H * W at a uniform position.
 
-    If no square fits in ``attempts`` tries, the last one is centred and the part outside the image is black.
+    If no square fits in ``attempts`` tries, the last one is centred; the part outside the image is black.
     """
-    w, h = img.size
     for _ in range(attempts):
         edge = int(round(math.sqrt(h * w * rng.uniform(*scale))))
         if edge <= w and edge <= h:
-            x0, y0 = int(rng.integers(0, w - edge + 1)), int(rng.integers(0, h - edge + 1))
-            break
-    else:
-        x0, y0 = (w - edge) // 2, (h - edge) // 2  # PIL pads out-of-image parts of a crop box with zeros
+            return int(rng.integers(0, w - edge + 1)), int(rng.integers(0, h - edge + 1)), edge
+    return (w - edge) // 2, (h - edge) // 2, edge
+
+
+def square_random_resized_crop(img: Image.Image, rng: np.random.Generator, size: int = 224,
+                               scale: tuple[float, float] = (0.08, 1.0), attempts: int = 10) -> Image.Image:
+    """The square crop of :func:`square_crop_box`, resized to ``size`` (PIL pads outside parts with zeros)."""
+    x0, y0, edge = square_crop_box(*img.size, rng, scale, attempts)
     return img.crop((x0, y0, x0 + edge, y0 + edge)).resize((size, size), Image.BILINEAR)
 
 
+def lighting_shift(rng: np.random.Generator, std: float = 0.1) -> np.ndarray:
+    """The AlexNet PCA lighting offset (RGB, in [0, 1] units): eigvec @ (eigval * N(0, std))."""
+    return _EIGVEC @ (_EIGVAL * rng.normal(0.0, std, 3))
+
+
 def pca_lighting(img: Image.Image, rng: np.random.Generator, std: float = 0.1) -> Image.Image:
-    """AlexNet lighting noise: add eigvec @ (eigval * N(0, std)) to the image in [0, 1]."""
-    shift = _EIGVEC @ (_EIGVAL * rng.normal(0.0, std, 3))
+    """AlexNet lighting noise: add :func:`lighting_shift` to the image in [0, 1]."""
+    shift = lighting_shift(rng, std)
     arr = np.asarray(img, dtype=np.float32) / 255.0 + shift.astype(np.float32)
     return Image.fromarray(np.clip(arr * 255.0, 0, 255).astype(np.uint8))
 

@@ -1,0 +1,76 @@
+"""Input pipeline throughput (img/s), to check that data loading does not bound GPU training.
+
+1. The ImageNet training pipeline (JPEG decode, square random-resized crop, PCA lighting, flip, uint8 transfer,
+   BGR conversion on the device) over an ImageFolder of synthetic 500x375 JPEGs, for several worker counts.
+2. The in-memory stream of CIFAR-size data (uint8 on the device, crop + flip + normalise there).
+
+    python bench/bench_data.py --workers 0,2,8,16 --batch 128 --steps 40
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anglenas.data import DataConfig, build_data  # noqa: E402
+from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream  # noqa: E402
+
+
+def make_folder(root: Path, classes: int, per_class: int) -> None:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c:03d}").mkdir(parents=True)
+        for i in range(per_class):
+            # smooth random images compress like photos (~40 KB), not like noise
+            small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+            Image.fromarray(small).resize((500, 375), Image.BICUBIC).save(root / f"class{c:03d}" / f"{i}.jpg",
+                                                                          quality=90)
+
+
+def rate(stream, steps: int, device: torch.device) -> float:
+    batches = stream.batches(0, steps + 2)
+    for _ in range(2):  # start-up: worker processes, first batches
+        next(batches)
+    t0 = time.perf_counter()
+    n = 0
+    for x, _ in batches:
+        n += len(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", default="0,2,8")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--images", type=int, default=2000, help="synthetic JPEGs in the folder")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    import os
+
+    print(f"device {device}; {os.cpu_count()} CPU cores; batch {args.batch}, {args.steps} timed batches")
+    with tempfile.TemporaryDirectory() as tmp:
+        make_folder(Path(tmp), 10, args.images // 10)
+        for workers in map(int, args.workers.split(",")):
+            cfg = DataConfig(dataset="imagenet", train_dir=tmp, search_val_size=10, workers=workers)
+            stream = build_data(cfg, device).train_stream(args.batch, seed=0, channels_last=True)
+            print(f"ImageNet pipeline, {workers:2d} workers: {rate(stream, args.steps, device):8.0f} img/s")
+    images = torch.randint(0, 255, (50000, 3, 32, 32), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 10, (50000,), device=device)
+    stream = TensorStream(images, labels, args.batch, 0, CIFAR_NORMALIZE)
+    print(f"in-memory 32x32 stream on {device}: {rate(stream, args.steps * 10, device):8.0f} img/s")
+
+
+if __name__ == "__main__":
+    main()
