@@ -1,7 +1,8 @@
 """Input pipeline throughput (img/s), to check that data loading does not bound GPU training.
 
-1. The ImageNet training pipeline (JPEG decode, square random-resized crop, PCA lighting, flip, uint8 transfer,
-   BGR conversion on the device) over an ImageFolder of synthetic 500x375 JPEGs, for several worker counts.
+1. The ImageNet training pipeline (JPEG decode, square random-resized crop, PCA lighting, flip, BGR conversion)
+   over an ImageFolder of synthetic 500x375 JPEGs, for several worker counts, with the JPEGs decoded by PIL in
+   the workers or on the training device (nvJPEG on a GPU; the workers then only read bytes).
 2. The in-memory stream of CIFAR-size data (uint8 on the device, crop + flip + normalise there).
 
     python bench/bench_data.py --workers 0,2,8,16 --batch 128 --steps 40
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -52,20 +54,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", default="0,2,8")
+    parser.add_argument("--decode", default="workers,device", help="where JPEGs are decoded (see DataConfig)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=2000, help="synthetic JPEGs in the folder")
     args = parser.parse_args()
     device = torch.device(args.device)
-    import os
-
     print(f"device {device}; {os.cpu_count()} CPU cores; batch {args.batch}, {args.steps} timed batches")
     with tempfile.TemporaryDirectory() as tmp:
         make_folder(Path(tmp), 10, args.images // 10)
-        for workers in map(int, args.workers.split(",")):
-            cfg = DataConfig(dataset="imagenet", train_dir=tmp, search_val_size=10, workers=workers)
-            stream = build_data(cfg, device).train_stream(args.batch, seed=0, channels_last=True)
-            print(f"ImageNet pipeline, {workers:2d} workers: {rate(stream, args.steps, device):8.0f} img/s")
+        for decode in args.decode.split(","):
+            for workers in map(int, args.workers.split(",")):
+                cfg = DataConfig(dataset="imagenet", train_dir=tmp, search_val_size=10, workers=workers,
+                                 decode=decode)
+                stream = build_data(cfg, device).train_stream(args.batch, seed=0, channels_last=True)
+                print(f"ImageNet pipeline, decode on {decode:>7}, {workers:2d} workers: "
+                      f"{rate(stream, args.steps, device):8.0f} img/s")
     images = torch.randint(0, 255, (50000, 3, 32, 32), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (50000,), device=device)
     stream = TensorStream(images, labels, args.batch, 0, CIFAR_NORMALIZE)
