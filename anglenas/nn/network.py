@@ -1,0 +1,71 @@
+"""The stand-alone network of one architecture (spec §10.1): the supernet's path as a plain model.
+
+Identity layers are removed and dropout (0.2) sits before the classifier. Module names follow the supernet with
+the choice level dropped: supernet ``layers.7.ops.5.conv.0.weight`` is network ``layers.7.conv.0.weight``, so
+the weights of a supernet path map onto the network one to one (:func:`path_state_dict`).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from anglenas.nn.blocks import InvertedResidual, conv_bn_relu6, make_block
+from anglenas.spaces import IDENTITY, MobileSpace
+
+
+class MobileNetwork(nn.Module):
+    """Stem -> fixed t=1 block -> the chosen block of every non-identity layer -> 1x1 head -> pool -> dropout
+    -> linear. ``layers`` is keyed by the layer's index in the space (identity layers are absent)."""
+
+    def __init__(self, space: MobileSpace, arch: Sequence[int], dropout: float = 0.2) -> None:
+        super().__init__()
+        if len(arch) != space.num_layers:
+            raise ValueError(f"architecture has {len(arch)} layers, the {space.name} space has {space.num_layers}")
+        self.space, self.arch = space, [int(op) for op in arch]
+        self.stem = conv_bn_relu6(3, space.stem_channels, 3, space.stem_stride)
+        self.first_block = InvertedResidual(space.stem_channels, space.first_block_channels, 3, 1, 1)
+        self.layers = nn.ModuleDict({
+            str(i): make_block(op, layer.inp, layer.oup, layer.stride)
+            for i, (op, layer) in enumerate(zip(self.arch, space.layers)) if op != IDENTITY})
+        self.head = conv_bn_relu6(space.layers[-1].oup, space.head_channels, 1, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(space.head_channels, space.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_block(self.stem(x))
+        for block in self.layers.values():
+            x = block(x)
+        x = self.pool(self.head(x)).flatten(1)
+        return self.classifier(self.dropout(x))
+
+
+def path_state_dict(supernet_state: Mapping[str, torch.Tensor], arch: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The weights of path ``arch`` of a :class:`~anglenas.nn.MobileSuperNet` state dict, named for
+    :class:`MobileNetwork` (unsampled blocks are left out)."""
+    out = {}
+    for key, value in supernet_state.items():
+        if not key.startswith("layers."):
+            out[key] = value
+            continue
+        _, layer, ops, op, rest = key.split(".", 4)
+        if ops == "ops" and int(op) == int(arch[int(layer)]):
+            out[f"layers.{layer}.{rest}"] = value
+    return out
+
+
+def counted_flops(space: MobileSpace, arch: Sequence[int]) -> int:
+    """FLOPs of the network of ``arch`` counted by running it (on the meta device) under torch's FLOP counter,
+    converted to the original's convention (multiply-accumulates; ``(2 * in - 1) * out`` for the classifier).
+
+    An independent check of the closed-form :class:`~anglenas.flops.FlopsTable`."""
+    with torch.device("meta"):
+        model = MobileNetwork(space, arch).eval()
+        x = torch.empty(1, 3, space.input_size, space.input_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    # the counter gives 2 * MACs everywhere; the original counts the classifier as (2 * in - 1) * out
+    return counter.get_total_flops() // 2 + (space.head_channels - 1) * space.num_classes
