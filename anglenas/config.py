@@ -92,12 +92,13 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     for f in fields:
         base, _ = _base_type(hints[f.name])
         flag = "--" + f.name
+        flags = [flag, flag.replace("_", "-")] if "_" in f.name else [flag]  # --eval_resume or --eval-resume
         help_text = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=values[f.name], help=help_text)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=values[f.name], help=help_text)
         else:
-            parser.add_argument(flag, default=values[f.name], help=help_text, choices=choices,
+            parser.add_argument(*flags, default=values[f.name], help=help_text, choices=choices,
                                 type=lambda v, n=f.name, t=hints[f.name]: _coerce(n, v, t))
     args = vars(parser.parse_args(argv))
     args.pop("config")
