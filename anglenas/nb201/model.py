@@ -1,0 +1,146 @@
+"""The NAS-Bench-201 SPOS supernet (spec §1.6) and its path sampler.
+
+Macro (C=16, N=5): stem conv3x3 + BN, N search cells at C, a residual reduction block to 2C, N cells, a
+reduction to 4C, N cells, then BN + ReLU, global average pooling and a linear classifier. Every search cell
+holds all 5 operations on each of its 6 edges and runs the ones its own path picks: ``forward(x, path)`` takes
+one cell tuple for every cell, or a list with a cell tuple per search cell.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, OPS, POOL, SKIP, Cell
+
+Path = Sequence[int] | Sequence[Sequence[int]]
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU, conv (index 1, no bias), BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool) -> None:
+        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=True))
+
+
+def make_op(op: int, channels: int) -> nn.Module:
+    """Operation ``op`` of a search cell (BN without affine parameters, as the original's search cells)."""
+    if op == CONV1:
+        return ReLUConvBN(channels, channels, 1, 1, affine=False)
+    if op == CONV3:
+        return ReLUConvBN(channels, channels, 3, 1, affine=False)
+    if op == POOL:
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    return nn.Identity()  # skip_connect; `none` is never run (it contributes zero)
+
+
+class SearchCell(nn.Module):
+    """4 nodes; node i = sum over j < i of op_{i<-j}(node j); the output is node 3."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.edges = nn.ModuleList(nn.ModuleList(make_op(op, channels) for op in range(len(OPS)))
+                                   for _ in range(NUM_EDGES))
+
+    def forward(self, x: torch.Tensor, cell: Cell) -> torch.Tensor:
+        nodes = [x]
+        for node in range(1, 4):
+            terms = [self.edges[e][cell[e]](nodes[j]) for e, (i, j) in enumerate(EDGES)
+                     if i == node and cell[e] != NONE]
+            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+        return nodes[3]
+
+    def conv_weight(self, edge: int, op: int) -> torch.Tensor:
+        """The conv weight of a convolution on ``edge``."""
+        return self.edges[edge][op][1].weight
+
+
+class ResidualReduction(nn.Module):
+    """ResNet basic block with stride 2: ReLU-conv3x3(s2)-BN, ReLU-conv3x3-BN, plus avgpool2 + conv1x1."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, affine=True)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, affine=True)
+        self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_b(self.conv_a(x)) + self.downsample(x)
+
+
+class NB201SuperNet(nn.Module):
+    """The SPOS supernet of the NB201 space; ``search_cells`` lists its 3N search cells in order."""
+
+    def __init__(self, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        c = channels
+        for stage in range(3):
+            if stage:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers.extend(SearchCell(c) for _ in range(cells_per_stage))
+        self.layers = nn.ModuleList(layers)
+        self.search_cells = [m for m in layers if isinstance(m, SearchCell)]
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def cells_of(self, path: Path) -> list[Cell]:
+        """One cell tuple per search cell from a shared cell or a per-cell list."""
+        if len(path) == NUM_EDGES and all(np.isscalar(op) for op in path):
+            return [tuple(int(op) for op in path)] * len(self.search_cells)  # type: ignore[arg-type]
+        if len(path) != len(self.search_cells):
+            raise ValueError(f"a path is one cell or {len(self.search_cells)} cells, got {len(path)} entries")
+        return [tuple(int(op) for op in cell) for cell in path]  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor, path: Path) -> torch.Tensor:
+        cells = iter(self.cells_of(path))
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x, next(cells)) if isinstance(layer, SearchCell) else layer(x)
+        return self.classifier(self.pool(self.lastact(x)).flatten(1))
+
+    def fixed_weights(self) -> list[torch.Tensor]:
+        """Weights every architecture shares, in the original's order (spec §3.4): lastact BN, classifier,
+        stem conv and BN, then per reduction block conv_a (+BN), conv_b (+BN), downsample conv."""
+        out = [*self.lastact[0].parameters(), self.classifier.weight, self.classifier.bias, *self.stem.parameters()]
+        for layer in self.layers:
+            if isinstance(layer, ResidualReduction):
+                out += [*layer.conv_a.parameters(), *layer.conv_b.parameters(), layer.downsample[1].weight]
+        return out
+
+
+class CellPathSampler:
+    """SPOS sampling of the NB201 supernet (spec §1.6, ``forward_urs`` / ``forward_dropnode``): each search cell
+    draws its own cell; per node, one op per incoming edge uniformly from that edge's list, redrawn while all of
+    the node's inputs are ``none``. The path of a step depends on (seed, step) only."""
+
+    def __init__(self, num_cells: int, seed: int, ops: Sequence[Sequence[int]] | None = None) -> None:
+        self.num_cells, self.seed = num_cells, seed
+        self.ops = [list(e) for e in ops] if ops is not None else [list(range(len(OPS)))] * NUM_EDGES
+        self._nodes = [[e for e, (i, _) in enumerate(EDGES) if i == node] for node in range(1, 4)]
+
+    def sample_cell(self, rng: np.random.Generator) -> Cell:
+        cell = [NONE] * NUM_EDGES
+        for edges in self._nodes:
+            can_live = any(op != NONE for e in edges for op in self.ops[e])
+            while True:
+                picks = [self.ops[e][rng.integers(len(self.ops[e]))] for e in edges]
+                if not can_live or any(p != NONE for p in picks):
+                    break
+            for e, p in zip(edges, picks):
+                cell[e] = int(p)
+        return tuple(cell)
+
+    def paths(self, step: int) -> list[list[Cell]]:
+        rng = np.random.default_rng([self.seed, step])
+        return [[self.sample_cell(rng) for _ in range(self.num_cells)]]
+
+
+__all__ = ["CellPathSampler", "NB201SuperNet", "ReLUConvBN", "SearchCell", "SKIP"]
