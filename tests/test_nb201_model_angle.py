@@ -112,9 +112,9 @@ def test_rebn_is_the_exact_batch_average_and_restored():
     model = NB201SuperNet(channels=8, cells_per_stage=1)
     batches = [(torch.randn(6, 3, 16, 16) + 1, torch.zeros(6, dtype=torch.long)) for _ in range(3)]
     before = model.stem[1].running_mean.clone()
-    with recalibrated_bn(model, lambda x: model(x, (3,) * 6), batches):
+    with recalibrated_bn(model, (3,) * 6, batches):
         conv_out = torch.cat([model.stem[0](x) for x, _ in batches])
         assert torch.allclose(model.stem[1].running_mean, conv_out.mean((0, 2, 3)), atol=1e-5)
     assert torch.equal(model.stem[1].running_mean, before)
-    acc = supernet_accuracy(model, (3,) * 6, lambda: batches, rebn=lambda: batches)
+    acc = supernet_accuracy(model, (3,) * 6, batches, rebn=batches)
     assert 0.0 <= acc <= 100.0

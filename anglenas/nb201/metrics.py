@@ -7,11 +7,14 @@ scores' device: 15,625 architectures take well under a second on a GPU.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
 from torch import nn
+
+from anglenas.search.bn import batchnorms, recalibrate_bn
+from anglenas.train.supernet import evaluate
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -58,60 +61,40 @@ def random_scores(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 20201]).random(n)
 
 
-def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 @contextlib.contextmanager
-def recalibrated_bn(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[Batch]):
-    """BN recalibration (ReBN, spec §2.5): inside the block the BN running statistics are the exact averages of
-    ``forward`` in train mode over ``batches``; the supernet's own statistics come back on exit."""
-    bns = _batchnorms(model)
-    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone(), bn.momentum)
-             for bn in bns]
+def recalibrated_bn(model: nn.Module, path, batches: Iterable[Batch]):
+    """BN recalibration (ReBN, spec §2.5) of child ``path``: inside the block the BN running statistics are the
+    exact averages over ``batches`` (:func:`anglenas.search.bn.recalibrate_bn`); the supernet's own statistics
+    come back on exit."""
+    bns = batchnorms(model)
+    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in bns]
     was_training = model.training
     try:
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the recalibration batches
-        model.train()
-        with torch.no_grad():
-            for x, _ in batches:
-                forward(x)
-        model.eval()
+        recalibrate_bn(model, path, batches)
         yield
     finally:
-        for bn, (mean, var, count, momentum) in zip(bns, saved):
+        for bn, (mean, var, count) in zip(bns, saved):
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
             bn.num_batches_tracked.copy_(count)
-            bn.momentum = momentum
         model.train(was_training)
 
 
-@torch.no_grad()
-def top1(forward: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[Batch]) -> float:
-    """Top-1 accuracy (%) of ``forward`` over ``batches``."""
-    correct = n = 0
-    for x, y in batches:
-        correct += int((forward(x).argmax(1) == y).sum())
-        n += len(y)
-    return 100.0 * correct / max(n, 1)
+def supernet_accuracy(model: nn.Module, path, val: Iterable[Batch], rebn: Iterable[Batch] | None = None,
+                      amp: bool = False) -> float:
+    """Top-1 (%) of the child ``path`` inheriting the supernet's weights, in eval mode; with ``rebn`` its BN
+    statistics are first recalibrated on those batches (the supernet's statistics are kept)."""
+    device = next(model.parameters()).device
 
-
-def supernet_accuracy(model: nn.Module, path, val: Callable[[], Iterable[Batch]],
-                      rebn: Callable[[], Iterable[Batch]] | None = None) -> float:
-    """Top-1 of the child ``path`` inheriting the supernet's weights, in eval mode; with ``rebn`` its BN
-    statistics are first recalibrated on those batches (``val`` / ``rebn`` return fresh iterables)."""
     def forward(x: torch.Tensor) -> torch.Tensor:
         return model(x, path)
 
-    if rebn is None:
+    with contextlib.ExitStack() as stack:
+        if rebn is not None:
+            stack.enter_context(recalibrated_bn(model, path, rebn))
         was_training = model.training
         model.eval()
         try:
-            return top1(forward, val())
+            return evaluate(forward, val, device, amp)["top1"]
         finally:
             model.train(was_training)
-    with recalibrated_bn(model, forward, rebn()):
-        return top1(forward, val())
