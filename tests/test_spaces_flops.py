@@ -1,5 +1,8 @@
 """Search spaces and FLOPs against the spec's hand-derived numbers and torch's own FLOP counter."""
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,8 @@ from anglenas.flops import FlopsTable, build_flops_table, reference_table
 from anglenas.nn import MobileSuperNet
 from anglenas.operations import Operations
 from anglenas.spaces import FAIRNAS_SPACE, GPU_SPACE, IDENTITY
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPOS_ABS = [2, 2, -1, 0, 0, -1, -1, 0, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3]
 PROXYLESS_ABS = [2, 2, -1, -1, 0, 2, 2, -1, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3]
@@ -132,3 +137,20 @@ def test_scaled_space_keeps_the_layer_structure():
     assert small.layers[0].input_res == 32 and small.num_classes == 10
     assert all(l.oup % 8 == 0 for l in small.layers)
     assert math.isclose(small.reference().head_channels, 1728)
+
+
+@pytest.mark.parametrize("arch, space, expected", [
+    ("2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3", "gpu", "FLOPs: 472.52M"),  # the paper's SPOS+ABS
+    ("FAIRNAS_ABS", "fairnas", "FLOPs: 312.22M"),  # 325.07M of the original minus its 12.85M stem over-count
+])
+def test_arch_flops_command(arch, space, expected):
+    out = subprocess.run([sys.executable, str(ROOT / "utils/arch_flops.py"), "--space", space, "--arch", arch],
+                         capture_output=True, text=True, check=True).stdout
+    assert expected in out and "params:" in out
+
+
+def test_arch_flops_command_rejects_a_wrong_length():
+    res = subprocess.run([sys.executable, str(ROOT / "utils/arch_flops.py"), "--space", "gpu", "--arch", "0 1 2"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "21 layers" in res.stderr
