@@ -1,0 +1,319 @@
+"""The search stage (spec §6, §7): train a supernet restricted to the operations file, then evolve architectures.
+
+SPOS trains it with uniform single-path sampling, FairNAS with strict fairness (every op of every layer once per
+step, which needs equal op counts per layer). The weights (``SAVE/supernet.pt``) are what evaluators load. The
+evolutionary search then scores candidates through an in-process evaluator (optionally N local workers) or
+RabbitMQ test servers. Every result is appended to ``SAVE/evaluations.jsonl`` the moment it arrives and the
+search state is saved after every generation, so a killed search restarted with the same arguments continues
+where it stopped and evaluates no candidate twice. The result is ``SAVE/search_result.json`` plus
+``SAVE/search_generations.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from anglenas.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from anglenas.config import field, to_yaml
+from anglenas.data import DataConfig, build_data
+from anglenas.errors import UserError
+from anglenas.flops import reference_table
+from anglenas.log import RunLogger
+from anglenas.nn import MobileSuperNet, init_weights
+from anglenas.operations import Operations, load_operations
+from anglenas.search.evaluate import CandidateEvaluator, EvalSettings, InProcessEvaluator, LocalPoolEvaluator
+from anglenas.search.evolution import Arch, EvolutionConfig, EvolutionSearch
+from anglenas.search.messages import weights_fingerprint
+from anglenas.search.mq import BrokerConfig
+from anglenas.train.dist import barrier, init_distributed
+from anglenas.train.samplers import FairPathSampler, UniformPathSampler
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
+
+WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL, RESULT = ("supernet.pt", "supernet_checkpoint.pt", "search_state.json",
+                                                     "evaluations.jsonl", "search_result.json")
+RESULT_FORMAT = "anglenas-search-result"
+METHOD_DEFAULTS = {  # spec §6.1 / §6.2 (SPOS) and §7 (FairNAS)
+    "spos": dict(batch_size=512, lr=0.25, min_flops=None, max_flops=475e6),
+    "fairnas": dict(batch_size=1024, lr=0.5, min_flops=315e6, max_flops=327e6),
+}
+# fields that may change between a run and its resumption (they do not change the result)
+RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "demo", "amp", "backend", "local_workers",
+                     "eval_threads", "train_dir", "test_dir", "data_dir", "decode", "resend_after",
+                     *(f.name for f in dataclasses.fields(BrokerConfig))}
+
+
+@dataclass
+class SearchConfig(DataConfig, SupernetTrainConfig, EvolutionConfig, BrokerConfig):
+    """Supernet training in the shrunk space and evolutionary search; ``None`` means the method's default."""
+
+    method: str = field("spos", "spos: uniform single path, FLOPs <= 475M; fairnas: strict fairness, 315M-327M",
+                        choices=("spos", "fairnas"))
+    operations_path: str = field("", "operations file written by shrinking (JSON, or the original pickle)")
+    save: str = field("runs/search", "run folder: weights, checkpoints, evaluations, result, log")
+    batch_size: int | None = field(None, "global batch size (spos 512, fairnas 1024)")
+    lr: float | None = field(None, "initial learning rate (spos 0.25, fairnas 0.5)")
+    min_lr: float = field(0.0, "learning-rate floor (the linear schedule ends at 0)")
+    seed: int = field(0, "seed of weights, paths, data order and the evolution")
+    epochs: int = field(100, "supernet epochs (FairNAS runs epochs * steps_per_epoch / m steps of m paths)")
+    init: str = field("default", "supernet weight init (the original keeps PyTorch's default here)",
+                      choices=("default", "he_fanout"))
+    min_flops: float | None = field(None, "FLOPs floor of candidates, paper units (fairnas 315e6)")
+    max_flops: float | None = field(None, "FLOPs ceiling of candidates, paper units (spos 475e6, fairnas 327e6)")
+    topk: int = field(2, "architectures written to search_result.json")
+    width_mult: float = field(1.0, "channel width multiplier")
+    input_size: int | None = field(None, "input resolution (default: the dataset's)")
+    stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
+    bn_images: int = field(10240, "training images for each candidate's exact BN recalibration")
+    bn_batch_size: int = field(256, "batch size of the BN recalibration (bn_images must be a multiple)")
+    val_images: int | None = field(None, "search-val images scored per candidate (default: all)")
+    eval_batch_size: int = field(200, "batch size of candidate evaluation")
+    backend: str = field("local", "candidate evaluation: local (this machine) or rabbitmq (test servers)",
+                         choices=("local", "rabbitmq"))
+    local_workers: int = field(0, "local backend: worker processes (0: evaluate in this process)")
+    eval_threads: int = field(0, "CPU threads per local evaluation worker (0: torch's default)")
+    resend_after: float = field(0.0, "rabbitmq: re-publish a request with no result after this many seconds "
+                                     "(0: never; requests are durable and redelivered by the broker)")
+    checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)")
+    demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
+
+    def resolved(self) -> "SearchConfig":
+        d = METHOD_DEFAULTS[self.method]
+        return dataclasses.replace(
+            self, batch_size=self.batch_size or d["batch_size"], lr=self.lr or d["lr"],
+            min_flops=self.min_flops if self.min_flops is not None else d["min_flops"],
+            max_flops=self.max_flops if self.max_flops is not None else d["max_flops"])
+
+    def eval_settings(self, space_name: str) -> EvalSettings:
+        return EvalSettings(space_name, self.width_mult, self.stem_stride, self.input_size, self.dataset,
+                            self.search_val_size, self.split_seed, self.bn_images, self.bn_batch_size, self.seed,
+                            self.val_images, self.eval_batch_size)
+
+
+DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, epochs=2, bn_images=256,
+            bn_batch_size=64, population_num=12, select_num=4, crossover_num=4, mutation_num=4, max_epochs=4,
+            topk=3, workers=0, device="cpu", save="runs/search-demo")
+"""``--demo``: SPOS on the embedded 32x32 CIFAR-10 at width 0.25, 4 generations of 12; minutes on 2 CPU cores."""
+
+
+def read_journal(path: Path, fingerprint: str) -> tuple[dict[Arch, float], dict[Arch, str]]:
+    """(results, pending request ids) recorded for these weights; a line cut by a kill is ignored."""
+    results: dict[Arch, float] = {}
+    pending: dict[Arch, str] = {}
+    if not path.is_file():
+        return results, pending
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("fingerprint") != fingerprint:
+            continue
+        arch = tuple(rec["arch"])
+        if rec["event"] == "result":
+            results.setdefault(arch, float(rec["top1"]))
+        elif rec["event"] == "sent":
+            pending[arch] = rec["id"]
+    return results, {a: i for a, i in pending.items() if a not in results}
+
+
+class Journal:
+    """Append-only record of sent requests and results, flushed to disk line by line."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self._fh = open(path, "a", buffering=1)
+
+    def _write(self, rec: dict) -> None:
+        self._fh.write(json.dumps({**rec, "fingerprint": self.fingerprint}) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def result(self, arch: Arch, top1: float) -> None:
+        self._write({"event": "result", "arch": list(arch), "top1": top1})
+
+    def sent(self, arch: Arch, request_id: str) -> None:
+        self._write({"event": "sent", "arch": list(arch), "id": request_id})
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def make_sampler(method: str, ops: list[list[int]], seed: int):
+    """SPOS: uniform single path over ``ops``; FairNAS: strict fairness (equal op counts per layer required)."""
+    if method == "spos":
+        return UniformPathSampler(ops, seed)
+    counts = sorted({len(layer) for layer in ops})
+    if len(counts) != 1:
+        raise UserError(f"FairNAS strict fairness needs the same number of ops in every layer, but the operations "
+                        f"file has {counts} ops per layer; shrink with --drop_rule per_layer (the FairNAS setting) "
+                        f"or search with --method spos")
+    return FairPathSampler(ops, seed)
+
+
+class Search:
+    """Runs the search stage for one :class:`SearchConfig`; ``run()`` returns the search_result document."""
+
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg = cfg.resolved()
+        if not cfg.operations_path:
+            raise UserError("--operations_path is required: the operations file written by shrinking/main.py")
+        self.operations: Operations = load_operations(cfg.operations_path)
+        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed)
+        self.ref_space = self.operations.space
+        self.table = reference_table(self.ref_space.name)
+        self.env, self.device = init_distributed(cfg.device)
+        self.save = Path(cfg.save)
+        self.logger = RunLogger(self.save, self.env.is_main)
+        self.settings = cfg.eval_settings(self.ref_space.name)
+        self.settings.check()
+
+    # -- configuration checks -----------------------------------------------------------------------------------
+    def _semantic_config(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
+
+    def _check_same_run(self, saved: dict, what: Path) -> None:
+        now = self._semantic_config()
+        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
+        if diff:
+            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
+            raise UserError(f"{what} belongs to a run with other settings ({shown}); rerun with the same arguments "
+                            f"to resume, or pass another --save")
+
+    # -- stage 1: supernet --------------------------------------------------------------------------------------
+    def train_supernet(self) -> Path:
+        """Train (or resume training) the supernet; returns the weights file."""
+        cfg, weights, ckpt_path = self.cfg, self.save / WEIGHTS, self.save / TRAIN_CHECKPOINT
+        if weights.is_file() and ckpt_path.is_file():
+            self._check_same_run(load_checkpoint(ckpt_path)["config"], ckpt_path)
+            return weights
+        data = build_data(cfg, self.device, held_out=True)
+        space = self.ref_space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
+                                      cfg.stem_stride)
+        torch.manual_seed(cfg.seed)
+        model = MobileSuperNet(space)
+        init_weights(model, cfg.init)
+        stream = data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world, cfg.channels_last)
+        paths_per_step = len(self.sampler.paths(0))
+        total = max(cfg.epochs * stream.steps_per_epoch // paths_per_step, 0)
+        trainer = SupernetTrainer(model, self.sampler, stream, cfg, max(total, 1), self.device, self.env,
+                                  self.logger)
+        start = 0
+        if ckpt_path.is_file():
+            ckpt = load_checkpoint(ckpt_path, map_location=self.device)
+            self._check_same_run(ckpt["config"], ckpt_path)
+            trainer.load_state_dict(ckpt)
+            start = ckpt["step"]
+            self.logger.info(f"resumed supernet training at step {start}/{total}")
+        elif self.env.is_main:
+            self.save.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.save / "config.yaml", to_yaml(cfg))
+
+        def checkpoint(step: int) -> None:
+            if self.env.is_main:
+                save_checkpoint({"config": self._semantic_config(), "step": step, **trainer.state_dict()}, ckpt_path)
+            barrier(self.env)
+
+        self.logger.info(f"{cfg.method} supernet in {self.operations.size:.3g} architectures: {total} steps of "
+                         f"{paths_per_step} path(s), batch {cfg.batch_size}, world {self.env.world}, {self.device}")
+        trainer.train(start, total, desc="supernet", checkpoint=checkpoint,
+                      checkpoint_every=cfg.checkpoint_every or stream.steps_per_epoch)
+        if self.env.is_main:  # weights first, then the finished checkpoint that marks them complete
+            save_checkpoint({"model": trainer.model.state_dict()}, weights)
+            checkpoint(total)
+        barrier(self.env)
+        return weights
+
+    # -- stage 2: evolution -------------------------------------------------------------------------------------
+    def _legal(self, arch: Arch) -> bool:
+        flops = self.table.arch_flops(arch)
+        return flops <= self.cfg.max_flops and (self.cfg.min_flops is None or flops >= self.cfg.min_flops)
+
+    def _evaluator(self, weights: Path, fingerprint: str, journal: Journal, pending: dict[Arch, str], progress):
+        cfg = self.cfg
+        if cfg.backend == "rabbitmq":
+            from anglenas.search.mq import RabbitEvaluator
+
+            return RabbitEvaluator(BrokerConfig(**{f.name: getattr(cfg, f.name)
+                                                   for f in dataclasses.fields(BrokerConfig)}),
+                                   str(weights.resolve()), fingerprint, self.settings.to_dict(), self.logger,
+                                   on_sent=journal.sent, pending=pending, resend_after=cfg.resend_after,
+                                   progress=progress)
+        if cfg.local_workers > 0:
+            return LocalPoolEvaluator(self.settings, cfg, self.device, weights, cfg.local_workers, cfg.eval_threads,
+                                      progress)
+        return InProcessEvaluator(CandidateEvaluator(self.settings, cfg, self.device), weights, progress)
+
+    def search(self, weights: Path) -> dict:
+        cfg = self.cfg
+        fingerprint = weights_fingerprint(weights)
+        results, pending = read_journal(self.save / JOURNAL, fingerprint)
+        state_path = self.save / STATE
+        state = None
+        if state_path.is_file():
+            saved = json.loads(state_path.read_text())
+            self._check_same_run(saved["config"], state_path)
+            if saved["fingerprint"] == fingerprint:
+                state = saved["search"]
+        evo = EvolutionSearch(self.operations.ops, cfg, cfg.seed, self._legal, state, results)
+        if state is not None or results:
+            self.logger.info(f"resumed the search at generation {evo.epoch} with {len(results)} results "
+                             f"({len(pending)} requests still out)")
+        journal = Journal(self.save / JOURNAL, fingerprint)
+        rate = {"n": 0, "t0": time.perf_counter()}
+
+        def tick() -> None:
+            rate["n"] += 1
+
+        evaluator = self._evaluator(weights, fingerprint, journal, pending, tick)
+        try:
+            while not evo.done:
+                self._save_state(evo, fingerprint)
+                t0, n0 = time.perf_counter(), rate["n"]
+                evo.step(evaluator, journal.result)
+                rec = evo.history[-1]
+                done = rate["n"] - n0
+                per = (time.perf_counter() - t0) / done if done else 0.0
+                self.logger.info(f"generation {rec['epoch'] + 1}/{cfg.max_epochs}: {done} evaluated "
+                                 f"({per:.2f} s/candidate), best {rec['best']:.2f}, mean {rec['mean']:.2f}, "
+                                 f"top1 so far {rec['top1_so_far']:.2f}")
+                self.logger.scalar("search/best", rec["best"], rec["epoch"])
+                self.logger.scalar("search/mean", rec["mean"], rec["epoch"])
+            self._save_state(evo, fingerprint)
+        finally:
+            journal.close()
+            close = getattr(evaluator, "close", None)
+            if close is not None:
+                close()
+        return self._write_result(evo)
+
+    def _save_state(self, evo: EvolutionSearch, fingerprint: str) -> None:
+        atomic_write_text(self.save / STATE, json.dumps({"config": self._semantic_config(), "fingerprint": fingerprint,
+                                                          "search": evo.state()}) + "\n")
+
+    def _write_result(self, evo: EvolutionSearch) -> dict:
+        from anglenas.plots import plot_search_generations
+
+        top = [{"arch": list(a), "arch_str": " ".join(map(str, a)), "top1": acc,
+                "flops_m": self.table.arch_flops(a) / 1e6, "params_m": self.table.arch_params(a) / 1e6}
+               for a, acc in evo.best()]
+        doc = {"format": RESULT_FORMAT, "version": 1, "space": self.ref_space.name, "operations": self.operations.ops,
+               "flops_limits": [self.cfg.min_flops, self.cfg.max_flops], "top": top, "generations": evo.history}
+        atomic_write_text(self.save / RESULT, json.dumps(doc, indent=1) + "\n")
+        fig = plot_search_generations(evo.history, self.save / "search_generations.png")
+        self.logger.figure("search/generations", fig, len(evo.history))
+        self.logger.info(f"best architecture: {top[0]['arch_str']} top1 {top[0]['top1']:.2f}% "
+                         f"{top[0]['flops_m']:.1f}M FLOPs; {len(evo.results)} candidates evaluated; "
+                         f"result {self.save / RESULT}")
+        return doc
+
+    def run(self) -> dict | None:
+        weights = self.train_supernet()
+        if not self.env.is_main:
+            return None
+        return self.search(weights)

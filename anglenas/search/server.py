@@ -1,0 +1,157 @@
+"""The test server: consumes evaluation requests from RabbitMQ, evaluates them, publishes the results.
+
+One request at a time (prefetch 1). The evaluation runs in a worker thread while the connection keeps serving
+heartbeats; the request is acked only after its result is confirmed by the broker, so a server killed at any
+moment leaves its request to be redelivered to another server. A message that is not a valid request (bad JSON,
+unknown format or version, ill-typed fields, an architecture outside the space, weights that no longer match its
+fingerprint) is published to the dead-letter queue with the reason and acked; the server logs it and goes on.
+Weights are reloaded whenever a request carries another fingerprint; the data and model are rebuilt when the
+evaluation settings change.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import torch
+
+from anglenas.config import field
+from anglenas.data import DataConfig
+from anglenas.errors import UserError
+from anglenas.log import RunLogger
+from anglenas.search.evaluate import CandidateEvaluator, EvalSettings
+from anglenas.search.messages import MessageError, decode_request, encode, make_result, weights_fingerprint
+from anglenas.search.mq import CONNECTION_ERRORS, REASON_HEADER, BrokerConfig, Link, describe
+from anglenas.spaces import IDENTITY, get_space, space_names
+
+
+@dataclass
+class ServerConfig(DataConfig, BrokerConfig):
+    """A test server; the dataset folders must hold the data the search uses (its split travels in requests)."""
+
+    device: str = field("auto", "cuda, cuda:N (pin a GPU), cpu or auto")
+    threads: int = field(0, "CPU threads for evaluation (0: torch's default)")
+    amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
+    max_requests: int = field(0, "exit after this many evaluations (0: serve until stopped)")
+    weights_wait: float = field(30.0, "seconds to wait for a weights file to reach a request's fingerprint "
+                                      "(slow shared filesystems) before refusing the request as stale")
+    log_dir: str = field("", "also write the log here (default: stdout only)")
+    demo: bool = field(False, "serve the demo search: embedded data on the CPU")
+
+
+DEMO = dict(dataset="embedded", device="cpu", workers=0)
+
+
+def check_arch(arch: list[int], space_name: str) -> None:
+    """Raise ValueError unless ``arch`` is an architecture of the named space."""
+    if space_name not in space_names():
+        raise ValueError(f"unknown space {space_name!r}")
+    space = get_space(space_name)
+    if len(arch) != space.num_layers:
+        raise ValueError(f"arch has {len(arch)} layers, the {space_name} space {space.num_layers}")
+    for i, (op, layer) in enumerate(zip(arch, space.layers)):
+        if op == IDENTITY and not layer.identity_allowed or op > 5:
+            raise ValueError(f"op {op} is not allowed in layer {i} of the {space_name} space")
+
+
+class TestServer:
+    """Serves evaluation requests until stopped (or ``max_requests`` are done)."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                                   else "cpu" if cfg.device == "auto" else cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.logger = RunLogger(cfg.log_dir or None, tensorboard=False)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.evaluator: CandidateEvaluator | None = None
+        self.done, self.busy_seconds = 0, 0.0
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+
+    def log(self, message: str) -> None:
+        self.logger.info(message)
+
+    def serve(self) -> None:
+        self.link = Link(self.cfg, self.log)
+        self.log(f"test server {self.name} on {self.device} serving {describe(self.cfg)}")
+        while True:
+            try:
+                self.link.channel.basic_qos(prefetch_count=1)
+                for method, props, body in self.link.channel.consume(self.cfg.request_queue, inactivity_timeout=1.0):
+                    if method is None:
+                        continue
+                    self._handle(method, body)
+                    if self.cfg.max_requests and self.done >= self.cfg.max_requests:
+                        self.log(f"served {self.done} requests; exiting")
+                        self.link.close()
+                        return
+            except CONNECTION_ERRORS as exc:
+                self.log(f"lost the broker ({type(exc).__name__}); reconnecting")
+                self.link.reconnect()
+
+    # -- one request --------------------------------------------------------------------------------------------
+    def _refuse(self, method, body: bytes, reason: str) -> None:
+        self.log(f"refused a message to {self.cfg.dead_letter_queue}: {reason}")
+        self.link.publish(self.cfg.dead_letter_queue, body, {REASON_HEADER: reason})
+        self.link.channel.basic_ack(method.delivery_tag)
+
+    def _handle(self, method, body: bytes) -> None:
+        try:
+            req = decode_request(body)
+            settings = EvalSettings.from_dict(req["settings"])
+            check_arch(req["arch"], settings.space)
+        except (MessageError, ValueError) as exc:
+            self._refuse(method, body, f"invalid request: {exc}")
+            return
+        try:
+            evaluator = self._evaluator(settings)
+            found = self._load(evaluator, req["weights"], req["fingerprint"])
+        except UserError:
+            self.link.channel.basic_nack(method.delivery_tag, requeue=True)  # another server may have the files
+            raise
+        if found != req["fingerprint"]:
+            self._refuse(method, body, f"stale weights: the request is for {req['fingerprint']} but "
+                                       f"{req['weights']} now holds {found}")
+            return
+        t0 = time.perf_counter()
+        future = self.pool.submit(evaluator, req["arch"])
+        while not future.done():  # keep heartbeats flowing during a long evaluation
+            self.link.connection.sleep(0.05)
+        top1 = future.result()
+        seconds = time.perf_counter() - t0
+        self.link.publish(req["reply_to"], encode(make_result(req, top1, seconds, self.name, method.redelivered)))
+        self.link.channel.basic_ack(method.delivery_tag)
+        self.done += 1
+        self.busy_seconds += seconds
+        self.log(f"candidate {self.done} done: {' '.join(map(str, req['arch']))} top1 {top1:.2f}% in "
+                 f"{seconds:.2f}s ({self.busy_seconds / self.done:.2f} s/candidate on average)"
+                 + (" [redelivered]" if method.redelivered else ""))
+
+    def _evaluator(self, settings: EvalSettings) -> CandidateEvaluator:
+        if self.evaluator is None or self.evaluator.settings != settings:
+            self.log(f"preparing data and model for {settings}")
+            self.evaluator = CandidateEvaluator(settings, self.cfg, self.device, self.cfg.amp)
+        return self.evaluator
+
+    def _load(self, evaluator: CandidateEvaluator, weights: str, fingerprint: str) -> str:
+        """Load the weights of ``fingerprint``; waits up to ``weights_wait`` s for the file to reach it."""
+        deadline = time.monotonic() + self.cfg.weights_wait
+        while True:
+            if evaluator.fingerprint == fingerprint:
+                return fingerprint
+            if os.path.isfile(weights) and weights_fingerprint(weights) == fingerprint:
+                self.log(f"loading weights {weights} ({fingerprint})")
+                return evaluator.load(weights, fingerprint)
+            if time.monotonic() > deadline:
+                if not os.path.isfile(weights):
+                    raise UserError(f"supernet weights {weights} do not exist here; test servers need the search's "
+                                    f"--save folder at the same path (a shared filesystem)")
+                return weights_fingerprint(weights)
+            self.link.connection.sleep(1.0)
+
