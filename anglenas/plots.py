@@ -51,3 +51,23 @@ def plot_angle_scores(history: list[dict], num_layers: int, path: str | Path | N
     if path is not None:
         fig.savefig(path, dpi=130)
     return fig
+
+
+def plot_search_generations(history: list[dict], path: str | Path | None = None):
+    """Evolutionary search: every candidate's top-1 per generation (dots), the generation's best and mean, and the
+    best found so far."""
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    gens = [rec["epoch"] + 1 for rec in history]
+    for g, rec in zip(gens, history):
+        ax.plot([g] * len(rec["accs"]), rec["accs"], ".", color="#9ab", ms=4, alpha=0.7)
+    ax.plot(gens, [rec["best"] for rec in history], "-o", ms=3, label="generation best")
+    ax.plot(gens, [rec["mean"] for rec in history], "-s", ms=3, label="generation mean")
+    ax.plot(gens, [rec["top1_so_far"] for rec in history], "--", color="black", label="best so far")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("search-val top-1 (%)")
+    ax.set_title("evolutionary search: candidate accuracy per generation", fontsize=9)
+    ax.legend(fontsize=7)
+    if path is not None:
+        fig.savefig(path, dpi=130)
+    return fig
