@@ -76,7 +76,7 @@ class SearchConfig(DataConfig, SupernetTrainConfig, EvolutionConfig, BrokerConfi
     backend: str = field("local", "candidate evaluation: local (this machine) or rabbitmq (test servers)",
                          choices=("local", "rabbitmq"))
     local_workers: int = field(0, "local backend: worker processes (0: evaluate in this process)")
-    eval_threads: int = field(0, "CPU threads per local evaluation worker (0: torch's default)")
+    eval_threads: int = field(0, "CPU threads of local evaluation (per worker; 0: torch's default)")
     resend_after: float = field(0.0, "rabbitmq: re-publish a request with no result after this many seconds "
                                      "(0: never; requests are durable and redelivered by the broker)")
     checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)")
@@ -95,7 +95,7 @@ class SearchConfig(DataConfig, SupernetTrainConfig, EvolutionConfig, BrokerConfi
                             self.val_images, self.eval_batch_size)
 
 
-DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, epochs=2, bn_images=256,
+DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=2, batch_size=64, lr=0.1, epochs=2, bn_images=256,
             bn_batch_size=64, population_num=12, select_num=4, crossover_num=4, mutation_num=4, max_epochs=4,
             topk=3, workers=0, device="cpu", save="runs/search-demo")
 """``--demo``: SPOS on the embedded 32x32 CIFAR-10 at width 0.25, 4 generations of 12; minutes on 2 CPU cores."""
@@ -247,6 +247,8 @@ class Search:
         if cfg.local_workers > 0:
             return LocalPoolEvaluator(self.settings, cfg, self.device, weights, cfg.local_workers, cfg.eval_threads,
                                       progress)
+        if cfg.eval_threads:
+            torch.set_num_threads(cfg.eval_threads)
         return InProcessEvaluator(CandidateEvaluator(self.settings, cfg, self.device), weights, progress)
 
     def search(self, weights: Path) -> dict:

@@ -1,0 +1,71 @@
+"""The search stage with the in-process backend: output format, FLOPs limits, resume after SIGKILL."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from anglenas.config import parse_config
+from anglenas.errors import UserError
+from anglenas.flops import reference_table
+from anglenas.operations import load_operations
+from anglenas.search.run import Search, SearchConfig, make_sampler
+from search_common import SEARCHING, TINY, journal_results, main_cmd, run_main, write_operations
+
+
+def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path):
+    ops = write_operations(tmp_path / "ops.json")
+    cfg = parse_config(SearchConfig, TINY + ["--operations_path", str(ops), "--save", str(tmp_path / "ref")])
+    ref = Search(cfg).run()
+
+    save = tmp_path / "killed"
+    proc = subprocess.Popen(main_cmd(save, ops), cwd=SEARCHING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:  # kill inside the second generation
+        if (save / "evaluations.jsonl").is_file() and len(journal_results(save)) >= 8:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = journal_results(save)
+    assert 8 <= len(before) < len(journal_results(tmp_path / "ref"))
+    result = run_main(save, ops)
+
+    assert result["top"] == ref["top"] and result["generations"] == ref["generations"]
+    evaluated = journal_results(save)
+    assert len(evaluated) == len(set(evaluated)), "a candidate was evaluated twice"
+    assert evaluated[: len(before)] == before
+    assert sorted(evaluated) == sorted(journal_results(tmp_path / "ref"))
+
+
+def test_result_file_format_and_flops_limits(tmp_path):
+    ops_path = write_operations(tmp_path / "ops.json")
+    cfg = parse_config(SearchConfig, TINY + ["--operations_path", str(ops_path), "--save", str(tmp_path / "r"),
+                                             "--max_epochs", "2", "--max_flops", "330e6"])
+    doc = Search(cfg).run()
+    table, ops = reference_table("gpu"), load_operations(ops_path).ops
+    assert doc["format"] == "anglenas-search-result" and doc["version"] == 1 and doc["space"] == "gpu"
+    assert doc["operations"] == ops and doc["flops_limits"] == [None, 330e6]
+    assert len(doc["top"]) == 2 and len(doc["generations"]) == 2
+    for entry in doc["top"]:
+        arch = entry["arch"]
+        assert entry["arch_str"] == " ".join(map(str, arch))
+        assert all(op in layer for op, layer in zip(arch, ops))
+        assert entry["flops_m"] == pytest.approx(table.arch_flops(arch) / 1e6) and entry["flops_m"] <= 330
+        assert entry["params_m"] == pytest.approx(table.arch_params(arch) / 1e6)
+    assert doc["top"][0]["top1"] >= doc["top"][1]["top1"]
+    evaluated = journal_results(tmp_path / "r")
+    assert all(table.arch_flops(a) <= 330e6 for a in evaluated)
+    accs = {tuple(json.loads(line)["arch"]): json.loads(line)["top1"]
+            for line in (tmp_path / "r" / "evaluations.jsonl").read_text().splitlines()}
+    assert doc["top"][0]["top1"] == max(accs.values())
+    assert (tmp_path / "r" / "search_generations.png").stat().st_size > 0
+
+
+def test_fairnas_needs_equal_op_counts(tmp_path):
+    ops = load_operations(write_operations(tmp_path / "ops.json")).ops
+    make_sampler("fairnas", [[0, 1]] * 21, 0)  # equal counts are fine
+    with pytest.raises(UserError, match="same number of ops in every layer"):
+        make_sampler("fairnas", [ops[0] + [3]] + ops[1:], 0)
