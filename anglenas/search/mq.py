@@ -70,6 +70,7 @@ class Link:
         self.cfg, self.log, self.retry_for = cfg, log, retry_for
         self.connection: pika.BlockingConnection | None = None
         self.channel = None
+        self.generation = 0  # bumped on every (re)connect: delivery tags of an older connection are void
         self.reconnect()
 
     def reconnect(self) -> None:
@@ -82,6 +83,7 @@ class Link:
         while True:
             try:
                 self.connection = pika.BlockingConnection(params)
+                self.generation += 1
                 self.channel = self.connection.channel()
                 self.channel.confirm_delivery()
                 for queue in (cfg.request_queue, cfg.result_queue, cfg.dead_letter_queue):

@@ -82,32 +82,41 @@ class TestServer:
         self.log(f"test server {self.name} on {self.device} serving {describe(self.cfg)}")
         while True:
             try:
+                generation = self.link.generation
                 self.link.channel.basic_qos(prefetch_count=1)
-                for method, props, body in self.link.channel.consume(self.cfg.request_queue, inactivity_timeout=1.0):
-                    if method is None:
-                        continue
-                    self._handle(method, body)
+                for method, _props, body in self.link.channel.consume(self.cfg.request_queue,
+                                                                      inactivity_timeout=1.0):
+                    if method is not None:
+                        self._handle(method, body, generation)
                     if self.cfg.max_requests and self.done >= self.cfg.max_requests:
                         self.log(f"served {self.done} requests; exiting")
                         self.link.close()
                         return
+                    if self.link.generation != generation:  # reconnected while publishing: consume anew
+                        break
             except CONNECTION_ERRORS as exc:
                 self.log(f"lost the broker ({type(exc).__name__}); reconnecting")
                 self.link.reconnect()
 
     # -- one request --------------------------------------------------------------------------------------------
-    def _refuse(self, method, body: bytes, reason: str) -> None:
+    def _ack(self, method, generation: int) -> None:
+        if self.link.generation == generation:
+            self.link.channel.basic_ack(method.delivery_tag)
+        else:  # the broker dropped the old connection and will redeliver; the search drops the duplicate result
+            self.log("the connection was renewed during this request: the broker redelivers it")
+
+    def _refuse(self, method, body: bytes, reason: str, generation: int) -> None:
         self.log(f"refused a message to {self.cfg.dead_letter_queue}: {reason}")
         self.link.publish(self.cfg.dead_letter_queue, body, {REASON_HEADER: reason})
-        self.link.channel.basic_ack(method.delivery_tag)
+        self._ack(method, generation)
 
-    def _handle(self, method, body: bytes) -> None:
+    def _handle(self, method, body: bytes, generation: int) -> None:
         try:
             req = decode_request(body)
             settings = EvalSettings.from_dict(req["settings"])
             check_arch(req["arch"], settings.space)
         except (MessageError, ValueError) as exc:
-            self._refuse(method, body, f"invalid request: {exc}")
+            self._refuse(method, body, f"invalid request: {exc}", generation)
             return
         try:
             evaluator = self._evaluator(settings)
@@ -117,21 +126,25 @@ class TestServer:
             raise
         if found != req["fingerprint"]:
             self._refuse(method, body, f"stale weights: the request is for {req['fingerprint']} but "
-                                       f"{req['weights']} now holds {found}")
+                                       f"{req['weights']} now holds {found}", generation)
             return
+        arch_str = " ".join(map(str, req["arch"]))
+        self.log(f"evaluating {arch_str} (request {req['id'][:8]}{', redelivered' if method.redelivered else ''})")
         t0 = time.perf_counter()
         future = self.pool.submit(evaluator, req["arch"])
         while not future.done():  # keep heartbeats flowing during a long evaluation
-            self.link.connection.sleep(0.05)
+            try:
+                self.link.connection.sleep(0.05)
+            except CONNECTION_ERRORS:
+                future.result()  # finish; publishing below reconnects
         top1 = future.result()
         seconds = time.perf_counter() - t0
         self.link.publish(req["reply_to"], encode(make_result(req, top1, seconds, self.name, method.redelivered)))
-        self.link.channel.basic_ack(method.delivery_tag)
+        self._ack(method, generation)
         self.done += 1
         self.busy_seconds += seconds
-        self.log(f"candidate {self.done} done: {' '.join(map(str, req['arch']))} top1 {top1:.2f}% in "
-                 f"{seconds:.2f}s ({self.busy_seconds / self.done:.2f} s/candidate on average)"
-                 + (" [redelivered]" if method.redelivered else ""))
+        self.log(f"candidate {self.done} done: {arch_str} top1 {top1:.2f}% in {seconds:.2f}s "
+                 f"({self.busy_seconds / self.done:.2f} s/candidate on average)")
 
     def _evaluator(self, settings: EvalSettings) -> CandidateEvaluator:
         if self.evaluator is None or self.evaluator.settings != settings:
