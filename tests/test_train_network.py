@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from anglenas.archs import PUBLISHED
+from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.nn import MobileSuperNet
+from anglenas.nn.compat import clean_state_dict, load_weights
 from anglenas.nn.network import MobileNetwork, counted_flops, path_state_dict
 from anglenas.spaces import GPU_SPACE, get_space
 
@@ -86,3 +88,62 @@ def test_network_flops_and_params_match_the_spec_and_the_table(name, expected_m)
 def test_wrong_length_is_refused():
     with pytest.raises(ValueError, match="20 layers"):
         MobileNetwork(GPU_SPACE, SPOS_ABS[:-1])
+
+
+def _original_style_checkpoint(net: MobileNetwork) -> dict:
+    """What the original saved: DDP keys, thop's buffers on every leaf module, iters / optimizer alongside."""
+    state = {}
+    for name, module in net.named_modules():
+        for key, value in module.state_dict(keep_vars=False).items():
+            if "." not in key:  # the module's own tensors
+                state[f"module.{name}.{key}"] = value.clone()
+        if not list(module.children()):
+            state[f"module.{name}.total_ops"] = torch.zeros(1, dtype=torch.float64)
+            state[f"module.{name}.total_params"] = torch.zeros(1, dtype=torch.float64)
+    return {"iters": 300000, "state_dict": state, "best_acc_top1": 75.97, "optimizer": {"state": {}}}
+
+
+def test_original_checkpoint_loads_after_stripping(tmp_path):
+    torch.manual_seed(1)
+    source = MobileNetwork(TINY, SPOS_ABS).eval()
+    _randomise_bn(source, torch.Generator().manual_seed(1))
+    ckpt = _original_style_checkpoint(source)
+    assert sum(k.endswith("total_ops") for k in ckpt["state_dict"]) > 50
+    torch.save(ckpt, tmp_path / "original.pth.tar")
+    target = MobileNetwork(TINY, SPOS_ABS).eval()
+    note = load_weights(target, tmp_path / "original.pth.tar")
+    assert "by position" not in note
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+
+
+def test_other_names_same_shapes_are_matched_by_position(tmp_path):
+    torch.manual_seed(2)
+    source = MobileNetwork(TINY, SPOS_ABS).eval()
+    renamed = {f"features.{i}.t": v for i, v in enumerate(source.state_dict().values())}
+    torch.save({"state_dict": renamed}, tmp_path / "renamed.pt")
+    target = MobileNetwork(TINY, SPOS_ABS).eval()
+    assert "by position" in load_weights(target, tmp_path / "renamed.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
+
+
+def test_mismatched_checkpoint_names_keys_and_shapes(tmp_path):
+    torch.save({"state_dict": MobileNetwork(TINY, SPOS_ABS).state_dict()}, tmp_path / "spos.pt")
+    other_op = SPOS_ABS.copy()
+    other_op[8] = 1  # 3x3 expansion 6 instead of 7x7 expansion 6: only the depthwise kernel differs
+    with pytest.raises(UserError, match=r"1 shape mismatch\(es\) \(checkpoint vs model\): "
+                                        r"layers\.8\.conv\.3\.weight 96x1x7x7 vs 96x1x3x3"):
+        load_weights(MobileNetwork(TINY, other_op), tmp_path / "spos.pt")
+    other_identity = SPOS_ABS.copy()
+    other_identity[3] = -1  # layer 3 dropped: its tensors are unexpected
+    with pytest.raises(UserError, match=r"unexpected key\(s\): layers\.3\.conv\.0\.weight"):
+        load_weights(MobileNetwork(TINY, other_identity), tmp_path / "spos.pt")
+
+
+def test_clean_state_dict_strips_prefixes_and_profiler_buffers():
+    state = {"module.stem.0.weight": torch.ones(1), "module.stem.0.total_ops": torch.zeros(1),
+             "module.module.head.0.weight": torch.ones(2), "classifier.total_params": torch.zeros(1)}
+    assert list(clean_state_dict(state)) == ["stem.0.weight", "head.0.weight"]
