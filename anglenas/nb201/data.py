@@ -1,7 +1,8 @@
 """NAS-Bench-201 search data, decoded once and kept on the training device (airbench-style).
 
-- CIFAR-10 (``cifar10-jpg`` tarball, ``cifar10`` python pickles, or the ``embedded`` mini set): the training
-  set is split deterministically in two halves, as NB201 does (25k train / 25k valid for the full set). NB201's
+- CIFAR-10 (``cifar10-jpg`` tarball, ``cifar10`` python pickles): the training set is split deterministically
+  in two halves, as NB201 does (25k train / 25k valid). The ``embedded`` demo set (2,000 + 500 images) trains
+  on all its training images and uses its test images as valid. NB201's
   own ``cifar-split.txt`` cannot be applied to the JPEG copy, whose file order is not the original batch order.
 - CIFAR-100 (python pickles) and ImageNet16-120 (NB201's ``train_data_batch_*`` / ``val_data`` pickles, the
   first 120 classes): the whole training set, and half of the test / val set as valid (NB201's ``x-valid``).
@@ -84,7 +85,9 @@ class NB201Data:
         self.ground_truth = GROUND_TRUTH[cfg.dataset]
         sets = self._load(cfg)
         train, test = sets["train"], sets["test"]
-        if self.ground_truth == "cifar10":  # two halves of the training set
+        if cfg.dataset == "embedded":  # the demo set: all 2,000 training images, the 500 test images as valid
+            valid = test
+        elif self.ground_truth == "cifar10":  # two halves of the training set
             tr, va = split_indices(len(train), len(train) // 2, cfg.split_seed)
             train, valid = train.subset(tr), train.subset(va)
         else:  # NB201's x-valid: half of the test / val set

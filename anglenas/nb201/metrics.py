@@ -1,8 +1,8 @@
 """Ranking metrics and the scores they rank: Kendall tau-b, Spearman rho, random scores, supernet accuracy.
 
 Kendall tau here is tau-b (ties counted as ties, as :func:`scipy.stats.kendalltau`); the original ranked by
-sorting, which breaks ties by position (spec §11). It is an exact O(n^2) pair count done in chunks on the
-scores' device: 15,625 architectures take well under a second on a GPU.
+sorting, which breaks ties by position (spec §11). It is an exact O(n log n) count: milliseconds for 15,625
+architectures.
 """
 from __future__ import annotations
 
@@ -19,21 +19,43 @@ from anglenas.train.supernet import evaluate
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def kendall_tau(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, chunk: int = 1024) -> float:
-    """Kendall's tau-b of two score vectors (nan if either is constant)."""
-    x = torch.as_tensor(np.asarray(x, dtype=np.float64) if not torch.is_tensor(x) else x, dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(y, dtype=np.float64) if not torch.is_tensor(y) else y, dtype=torch.float64,
-                        device=x.device)
-    if x.shape != y.shape or x.dim() != 1:
-        raise ValueError(f"kendall_tau needs two vectors of one length, got {tuple(x.shape)} and {tuple(y.shape)}")
-    s = tx = ty = 0.0
-    for start in range(0, len(x), chunk):
-        dx = torch.sign(x[start:start + chunk, None] - x[None, :])
-        dy = torch.sign(y[start:start + chunk, None] - y[None, :])
-        s += float((dx * dy).sum())
-        tx += float(dx.abs().sum())
-        ty += float(dy.abs().sum())
-    return s / np.sqrt(tx * ty) if tx and ty else float("nan")
+def _inversions(a: np.ndarray) -> int:
+    """Pairs i < j with a[i] > a[j] of non-negative integers, by a bottom-up merge sort vectorised over blocks."""
+    a, n, total, width = np.asarray(a, dtype=np.int64).copy(), len(a), 0, 1
+    big = int(a.max(initial=0)) + 1
+    pos = np.arange(n)
+    while width < n:
+        block = pos // width
+        pair, right = block // 2, block % 2 == 1
+        key = pair * big + a  # blocks are sorted, so the left-block keys are sorted globally
+        left_keys, right_keys, right_pair = key[~right], key[right], pair[right]
+        not_greater = np.searchsorted(left_keys, right_keys, side="right")
+        left_end = np.searchsorted(left_keys, (right_pair + 1) * big, side="left")
+        total += int((left_end - not_greater).sum())
+        a = np.sort(key) % big  # merge each pair of blocks
+        width *= 2
+    return total
+
+
+def _tied_pairs(a: np.ndarray) -> int:
+    counts = np.unique(a, return_counts=True)[1]
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def kendall_tau(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Kendall's tau-b of two score vectors in O(n log n) (Knight's algorithm; nan if either is constant)."""
+    x = np.asarray(x.cpu() if torch.is_tensor(x) else x, dtype=np.float64)
+    y = np.asarray(y.cpu() if torch.is_tensor(y) else y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"kendall_tau needs two vectors of one length, got {x.shape} and {y.shape}")
+    xr, yr = np.unique(x, return_inverse=True)[1], np.unique(y, return_inverse=True)[1]
+    order = np.lexsort((yr, xr))  # by x, ties by y: tied x contribute no inversions
+    n = len(x)
+    total, x_ties, y_ties = n * (n - 1) // 2, _tied_pairs(xr), _tied_pairs(yr)
+    both_ties = _tied_pairs(xr.astype(np.int64) * (int(yr.max(initial=0)) + 1) + yr)
+    concordant_minus_discordant = total - x_ties - y_ties + both_ties - 2 * _inversions(yr[order])
+    denom = np.sqrt(float(total - x_ties) * float(total - y_ties))
+    return float(concordant_minus_discordant / denom) if denom else float("nan")
 
 
 def average_ranks(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""NB201 experiments 1-5 end to end on a tiny supernet and the embedded mini CIFAR-10."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from anglenas.nb201.api import TABLE
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--demo", "--channels", "4", "--cells_per_stage", "1", "--epochs", "2", "--eval_epochs", "1,2",
+        "--batch_size", "128", "--acc_archs", "6", "--rebn_images", "64", "--eval_images", "64",
+        "--eval_batch_size", "64"]
+
+
+def script(name, save, *extra):
+    out = subprocess.run([sys.executable, str(ROOT / "nas-bench-201" / name), *TINY, "--save", str(save), *extra],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    save = tmp_path_factory.mktemp("nb201") / "run"
+    script("angle_tau.py", save)
+    return save
+
+
+def gt_c10():
+    with open(TABLE, newline="") as fh:
+        return np.array([float(r["CIFAR10TestAccuracy200Epochs"]) for r in csv.DictReader(fh)])
+
+
+def test_tau_table_matches_scipy_on_the_saved_scores(run):
+    tau = json.loads((run / "tau.json").read_text())
+    assert set(tau) == {"angle", "magnitude", "random", "acc_rebn", "acc_no_rebn", "angle_acc_subset"}
+    assert all(-1 <= v <= 1 for v in tau.values())
+    scores = np.load(run / "seed-0" / "scores.npz")
+    assert scores["angle"].shape == (15625,) and len(scores["acc_subset"]) == 6
+    gt = gt_c10()
+    assert tau["angle"] == pytest.approx(scipy.stats.kendalltau(scores["angle"], gt).statistic, abs=1e-12)
+    sub = scores["acc_subset"]
+    assert tau["acc_rebn"] == pytest.approx(scipy.stats.kendalltau(scores["acc_rebn"], gt[sub]).statistic, abs=1e-12)
+    table = json.loads((run / "tau_table.json").read_text())
+    assert set(table["per_epoch"]["angle"]) == {"1", "2"} and table["seeds"] == [0]
+    for name in ("tau_per_epoch.png", "angle_vs_accuracy.png", "tau.md", "seed-0/weights-epoch-0.pt",
+                 "seed-0/weights-epoch-1.pt", "seed-0/weights-epoch-2.pt"):
+        assert (run / name).is_file(), name
+
+
+def test_drop_and_search_reuse_the_supernet(run):
+    out = script("drop_ops.py", run)
+    assert "resumed after epoch 2" in out.stdout and "supernet 1/" not in out.stdout
+    drop = json.loads((run / "drop.json").read_text())
+    ranks = drop["gt_operator_ranks"]
+    assert sorted(ranks.values()) == list(range(1, 31))
+    # hand check: edge 0's operators by the mean CIFAR-10 accuracy of the cells containing them
+    from anglenas.nb201.api import Benchmark
+    bench = Benchmark.load()
+    means = [gt_c10()[bench.cells[:, 0] == op].mean() for op in range(5)]
+    assert ranks[f"0,{['none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3'][int(np.argmax(means))]}"] \
+        == min(ranks[f"0,{op}"] for op in ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"))
+    for metric, recs in drop["metrics"].items():
+        kept = recs[0]["kept"]
+        assert sum(map(len, kept)) == 10 and all(kept), metric
+        assert recs[0]["top10_kept"] == sum(r <= 10 for r in recs[0]["kept_gt_ranks"])
+    out = script("search.py", run, "--population_num", "4", "--select_num", "2", "--crossover_num", "2",
+                 "--mutation_num", "2", "--max_epochs", "2")
+    result = json.loads((run / "search.json").read_text())["runs"][0]
+    for name in ("full", "abs"):
+        found = result[name]
+        assert found["gt_accuracy"]["cifar10"] == pytest.approx(gt_c10()[found["index"]])
+        assert found["gt_accuracy"]["cifar10"] <= found["space_best_gt"]
+    assert result["full"]["space_size"] == 15625 and result["abs"]["ops"] == drop["metrics"]["angle"][0]["kept"]
+
+
+def test_bad_input_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "nas-bench-201" / "angle_tau.py"), "--demo", "--eval_epochs",
+                          "0,x", "--save", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
