@@ -26,7 +26,8 @@ pytestmark = needs_broker
 
 
 def _cfg(save, ops, *extra):
-    cfg = parse_config(SearchConfig, TINY + ["--operations_path", str(ops), "--save", str(save), *extra])
+    cfg = parse_config(SearchConfig, TINY + ["--max_epochs", "2", "--operations_path", str(ops), "--save", str(save),
+                                             *extra])
     return dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg)))
 
 
@@ -64,17 +65,24 @@ def _sent(save):
     return path.read_text().count('"event": "sent"') if path.is_file() else 0
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The operations file and the in-process result of the tiny 2-generation search every test repeats."""
+    tmp = tmp_path_factory.mktemp("reference")
+    ops = write_operations(tmp / "ops.json")
+    return ops, Search(_cfg(tmp / "local", ops)).run()
+
+
 def _assert_same_search(doc, ref, save):
     assert doc["top"] == ref["top"] and doc["generations"] == ref["generations"]
     evaluated = journal_results(save)
     assert len(evaluated) == len(set(evaluated)), "a candidate was recorded twice"
 
 
-def test_two_test_servers_give_the_in_process_result(tmp_path, queues):
-    ops = write_operations(tmp_path / "ops.json")
+def test_two_test_servers_give_the_in_process_result(tmp_path, queues, reference):
+    ops, ref = reference
     servers = [Server(queues, tmp_path / f"server{i}.log") for i in range(2)]
     try:
-        ref = Search(_cfg(tmp_path / "local", ops)).run()
         doc = Search(_cfg(tmp_path / "mq", ops, "--backend", "rabbitmq", *queues.flags)).run()
         _assert_same_search(doc, ref, tmp_path / "mq")
         assert all(s.proc.poll() is None for s in servers)
@@ -85,10 +93,10 @@ def test_two_test_servers_give_the_in_process_result(tmp_path, queues):
     assert queues.drain(queues.dead) == []
 
 
-def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queues):
-    ops = write_operations(tmp_path / "ops.json")
+def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queues, reference):
+    ops, ref = reference
     save = tmp_path / "mq"
-    search = Background(_cfg(save, ops, "--backend", "rabbitmq", "--max_epochs", "2", *queues.flags))
+    search = Background(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags))
     _wait(lambda: _sent(save) >= 6, what="the first generation's requests")  # queued before any server runs
     first = Server(queues, tmp_path / "first.log")
     second = None
@@ -103,7 +111,6 @@ def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queue
         first.stop()
         if second is not None:
             second.stop()
-    ref = Search(_cfg(tmp_path / "local", ops, "--max_epochs", "2")).run()
     _assert_same_search(doc, ref, save)
     assert "redelivered" in second.text()
     assert second.text().count("done:") == len(journal_results(save))
@@ -113,12 +120,14 @@ def _rabbitmqctl(*args):
     subprocess.run(["rabbitmqctl", *args], check=False, capture_output=True, timeout=120)
 
 
-def test_broker_restart_mid_search(tmp_path, queues):
-    ops = write_operations(tmp_path / "ops.json")
+@pytest.mark.skipif(os.environ.get("ANGLENAS_NO_BROKER_RESTART") == "1",
+                    reason="ANGLENAS_NO_BROKER_RESTART=1: the broker is shared")
+def test_broker_restart_mid_search(tmp_path, queues, reference):
+    ops, ref = reference
     save = tmp_path / "mq"
     server = Server(queues, tmp_path / "server.log")
     try:
-        search = Background(_cfg(save, ops, "--backend", "rabbitmq", "--max_epochs", "2", *queues.flags))
+        search = Background(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags))
         _wait(lambda: (save / "evaluations.jsonl").is_file() and len(journal_results(save)) >= 2,
               what="the first results")
         try:
@@ -131,7 +140,6 @@ def test_broker_restart_mid_search(tmp_path, queues):
     finally:
         server.stop()
         _rabbitmqctl("start_app")  # whatever happened, leave the broker running
-    ref = Search(_cfg(tmp_path / "local", ops, "--max_epochs", "2")).run()
     _assert_same_search(doc, ref, save)
     assert "reconnecting" in server.text()
 
