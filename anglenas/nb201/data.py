@@ -92,6 +92,8 @@ class NB201Data:
             train, valid = train.subset(tr), train.subset(va)
         else:  # NB201's x-valid: half of the test / val set
             valid = test.subset(split_indices(len(test), len(test) // 2, cfg.split_seed)[1])
+        # the files are grouped by class: shuffle valid once, so that its first `limit` images are a fair sample
+        valid = valid.subset(np.random.default_rng([cfg.split_seed, 1]).permutation(len(valid)))
         self.num_classes = len(train.classes)
         self.normalize = IMAGENET16_NORMALIZE if cfg.dataset == "ImageNet16-120" else CIFAR_NORMALIZE
         size = cfg.resolution or train.images.shape[1]
