@@ -40,7 +40,7 @@ from anglenas.train.supernet import autocast_context, evaluate
 CHECKPOINT, BEST, SUMMARY = "checkpoint.pt", "best.pt", "summary.json"
 SUMMARY_FORMAT = "anglenas-train-summary"
 # fields that may change between a run and its resumption (they do not change the trained weights)
-RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "checkpoint_every", "eval_every", "eval_batch_size",
+RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "eval_every", "eval_batch_size",
                      "eval_limit", "eval", "eval_resume", "demo", "cifar", "data_dir", "train_dir", "test_dir"}
 # fields that define the network; evaluation of one of our checkpoints takes them from the checkpoint
 NETWORK_FIELDS = ("arch", "space", "arch_rank", "width_mult", "input_size", "stem_stride", "dropout", "dataset")
@@ -78,6 +78,7 @@ class FinalTrainConfig(DataConfig):
     amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
     channels_last: bool = field(True, "channels_last memory format")
     sync_bn: bool = field(False, "SyncBatchNorm across ranks (multi-GPU only)")
+    compile: bool = field(False, "torch.compile the training network (GPU; the first steps are slower)")
     width_mult: float = field(1.0, "channel width multiplier")
     input_size: int | None = field(None, "input resolution (default: the dataset's, 224 for ImageNet)")
     stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
@@ -95,6 +96,22 @@ images), evaluated every 5 epochs; a few minutes on 2 CPU cores."""
 CIFAR = dict(dataset="cifar10", width_mult=1.0, stem_stride=1, batch_size=128, lr=0.1, weight_decay=5e-4,
              epochs=200, total_iters=0, eval_every=0, workers=0, save="runs/train-cifar")
 """``--cifar``: 200 epochs on CIFAR-10 at batch 128, lr 0.1 linear to 0, weight decay 5e-4, stem stride 1."""
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, x: torch.Tensor,
+               y: torch.Tensor, params: list[torch.Tensor], grad_clip: float, amp: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step (autocast when ``amp``, gradient-norm clip); returns (loss, correct) on the device."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast_context(x.device, amp):
+        logits = model(x)
+        loss = criterion(logits, y)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.detach(), (logits.argmax(1) == y).sum()
 
 
 def _paper_units(flops: int, params: int) -> tuple[float, float]:
@@ -186,6 +203,8 @@ class FinalTrainer:
                 self.train_model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.train_model = nn.parallel.DistributedDataParallel(
                 self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.params = list(self.model.parameters())
         self.step, self.best, self.history = 0, {"top1": -1.0, "step": 0}, []
@@ -250,19 +269,12 @@ class FinalTrainer:
         cfg = self.cfg
         set_lr(self.optimizer, linear_lr(self.step, cfg.lr, self.total, cfg.min_lr))
         torch.manual_seed(step_seed(cfg.seed, self.step, self.env.rank))  # dropout masks: a function of the step
-        self.train_model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast_context(self.device, self.amp):
-            logits = self.train_model(x)
-            loss = self.criterion(logits, y)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-        self.optimizer.step()
+        out = train_step(self.train_model, self.optimizer, self.criterion, x, y, self.params, cfg.grad_clip,
+                         self.amp)
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        return loss.detach(), (logits.argmax(1) == y).sum()
+        return out
 
     def run(self, max_steps: int | None = None) -> dict | None:
         """Train to the end of the schedule (or until iteration ``max_steps``, to simulate an interruption) and
