@@ -89,8 +89,8 @@ class FinalTrainConfig(DataConfig):
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, weight_decay=5e-4,
-            epochs=15, total_iters=0, eval_every=155, workers=0, save="runs/train-demo")
-"""``--demo``: 15 epochs of a width-0.25 network on the embedded 32x32 CIFAR-10 (2,000 training, 500 test
+            epochs=10, total_iters=0, eval_every=155, workers=0, save="runs/train-demo")
+"""``--demo``: 10 epochs of a width-0.25 network on the embedded 32x32 CIFAR-10 (2,000 training, 500 test
 images), evaluated every 5 epochs; a few minutes on 2 CPU cores."""
 
 CIFAR = dict(dataset="cifar10", width_mult=1.0, stem_stride=1, batch_size=128, lr=0.1, weight_decay=5e-4,
