@@ -44,3 +44,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+
+
+def check_same_settings(saved: dict, current: dict, folder: str | Path) -> None:
+    """Refuse to resume the run in ``folder`` when settings that change its result differ from the saved ones."""
+    diff = {k: (v, current.get(k)) for k, v in saved.items() if current.get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
+        raise UserError(f"{folder} holds a run with other settings ({shown}); rerun with the same arguments to "
+                        f"resume, or pass another --save")
