@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from anglenas.archs import format_arch, parse_arch
-from anglenas.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, save_checkpoint
 from anglenas.config import field, to_yaml
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
@@ -40,8 +40,9 @@ from anglenas.train.supernet import autocast_context, evaluate
 CHECKPOINT, BEST, SUMMARY = "checkpoint.pt", "best.pt", "summary.json"
 SUMMARY_FORMAT = "anglenas-train-summary"
 # fields that may change between a run and its resumption (they do not change the trained weights)
-RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "eval_every", "eval_batch_size",
-                     "eval_limit", "eval", "eval_resume", "demo", "cifar", "data_dir", "train_dir", "test_dir"}
+RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "eval_every",
+                     "eval_batch_size", "eval_limit", "eval", "eval_resume", "demo", "cifar", "data_dir", "train_dir",
+                     "test_dir"}
 # fields that define the network; evaluation of one of our checkpoints takes them from the checkpoint
 NETWORK_FIELDS = ("arch", "space", "arch_rank", "width_mult", "input_size", "stem_stride", "dropout", "dataset")
 
@@ -220,12 +221,7 @@ class FinalTrainer:
                 atomic_write_text(self.save / "config.yaml", to_yaml(self.cfg))
             return
         ckpt = load_checkpoint(path, map_location=self.device)
-        now = self._semantic_config()
-        diff = {k: (v, now.get(k)) for k, v in ckpt["config"].items() if now.get(k) != v}
-        if diff:
-            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
-            raise UserError(f"{self.save} holds a run with other settings ({shown}); rerun with the same "
-                            f"arguments to resume, or pass another --save")
+        check_same_settings(ckpt["config"], self._semantic_config(), self.save)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None:
