@@ -73,6 +73,7 @@ class NB201Config(NB201DataConfig, SupernetTrainConfig):
     eval_images: int = field(5000, "valid images of each accuracy measurement")
     eval_batch_size: int = field(500, "batch size of ReBN and evaluation")
     drop_num: int = field(20, "operators dropped in one round by drop_ops.py and for search.py's ABS space")
+    threads: int = field(0, "CPU threads of torch (0: torch's default; 1 is far faster on a shared, loaded CPU)")
     demo: bool = field(False, "small settings on the embedded mini CIFAR-10: a few minutes on a CPU")
 
     def checked(self) -> "NB201Config":
@@ -98,7 +99,7 @@ class NB201Config(NB201DataConfig, SupernetTrainConfig):
 
 DEMO = dict(dataset="embedded", resolution=16, channels=8, cells_per_stage=1, batch_size=32, lr=0.1, epochs=6,
             eval_epochs="1,2,4,6", acc_archs=24, rebn_images=256, eval_images=256, eval_batch_size=128,
-            save="runs/nb201-demo", amp=False, channels_last=False)
+            save="runs/nb201-demo", amp=False, channels_last=False, threads=1)
 """``--demo``: the NB201 macro at C=8, N=1 on the embedded CIFAR-10 downscaled to 16x16, a CPU run of minutes."""
 
 
@@ -272,6 +273,8 @@ class Experiment:
 
     def __init__(self, cfg: NB201Config) -> None:
         self.cfg = cfg.checked()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         _, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
         self.logger = RunLogger(self.save)

@@ -1,0 +1,47 @@
+"""Redraw the NB201 figures of an ``angle_tau.py`` run: tau per epoch and angle vs ground-truth accuracy.
+
+    python figure/nb201_figures.py --run DIR [--out DIR]
+"""
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anglenas.config import field, parse_config  # noqa: E402
+from anglenas.errors import UserError, cli  # noqa: E402
+from anglenas.nb201.api import Benchmark  # noqa: E402
+from anglenas.nb201.figures import plot_angle_vs_accuracy, plot_tau_per_epoch  # noqa: E402
+
+
+@dataclass
+class FigureConfig:
+    run: str = field("", "folder of an angle_tau.py run (holds tau_table.json)")
+    out: str = field("", "where to write the PNGs (default: the run folder)")
+
+
+@cli
+def main(argv=None) -> None:
+    cfg = parse_config(FigureConfig, argv, description=__doc__, prog="nb201_figures.py")
+    run = Path(cfg.run)
+    table = run / "tau_table.json"
+    if not table.is_file():
+        raise UserError(f"{table} does not exist; pass --run with the --save folder of angle_tau.py")
+    summary = json.loads(table.read_text())
+    out = Path(cfg.out or run)
+    out.mkdir(parents=True, exist_ok=True)
+    gt = summary["ground_truth"]
+    plot_tau_per_epoch(summary["per_epoch"], gt, out / "tau_per_epoch.png")
+    seed = summary["seeds"][-1]
+    with np.load(run / f"seed-{seed}" / "scores.npz") as z:
+        angles = z["angle"]
+    bench = Benchmark.load(summary["config"]["benchmark"] or None)
+    plot_angle_vs_accuracy(angles, bench.accuracies(gt), gt, out / "angle_vs_accuracy.png")
+    print(f"wrote {out / 'tau_per_epoch.png'} and {out / 'angle_vs_accuracy.png'}")
+
+
+if __name__ == "__main__":
+    main()
