@@ -1,4 +1,5 @@
 """The stand-alone network against the supernet path it comes from and the spec's FLOPs / layout numbers."""
+import numpy as np
 import pytest
 import torch
 
@@ -100,7 +101,8 @@ def _original_style_checkpoint(net: MobileNetwork) -> dict:
         if not list(module.children()):
             state[f"module.{name}.total_ops"] = torch.zeros(1, dtype=torch.float64)
             state[f"module.{name}.total_params"] = torch.zeros(1, dtype=torch.float64)
-    return {"iters": 300000, "state_dict": state, "best_acc_top1": 75.97, "optimizer": {"state": {}}}
+    return {"iters": np.int64(300000), "state_dict": state, "best_acc_top1": np.float64(75.97),
+            "optimizer": {"state": {}}}
 
 
 def test_original_checkpoint_loads_after_stripping(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,9 +90,25 @@ def match_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
                     f"--width_mult against the run that wrote it")
 
 
+try:
+    from numpy._core.multiarray import scalar as _np_scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import scalar as _np_scalar
+
+NUMPY_SCALAR_GLOBALS = [_np_scalar, np.dtype,
+                        *(type(np.dtype(t)) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_))]
+"""What besides tensors an old checkpoint may hold (numpy scalars such as ``best_acc_top1``); data, not code."""
+
+
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Any:
+    """Load a checkpoint of ours or of the original (weights-only unpickling that also allows numpy scalars)."""
+    with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+        return load_checkpoint(path, device)
+
+
 def load_weights(model: nn.Module, path: str | Path, device: torch.device | str = "cpu") -> str:
     """Load the weights of checkpoint ``path`` into ``model``; returns a note on how they were matched."""
-    state, by_position = match_state_dict(model, find_state_dict(load_checkpoint(path, device)), str(path))
+    state, by_position = match_state_dict(model, find_state_dict(read_checkpoint(path, device)), str(path))
     model.load_state_dict(state)
     return f"loaded {len(state)} tensors from {path}" + (" (names differ: matched by position and shape)"
                                                          if by_position else "")

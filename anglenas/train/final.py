@@ -29,7 +29,7 @@ from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.flops import build_flops_table, reference_table
 from anglenas.log import RunLogger
-from anglenas.nn.compat import find_state_dict, match_state_dict
+from anglenas.nn.compat import find_state_dict, match_state_dict, read_checkpoint
 from anglenas.nn.network import MobileNetwork, counted_flops
 from anglenas.spaces import get_space, space_names
 from anglenas.train.dist import DistEnv, barrier, init_distributed
@@ -144,7 +144,8 @@ class FinalTrainer:
         """Our checkpoints record the network and dataset they were trained with: use those."""
         if not cfg.eval_resume:
             raise UserError("--eval needs --eval-resume PATH (a checkpoint.pt / best.pt, or an original checkpoint)")
-        saved = load_checkpoint(cfg.eval_resume).get("config")
+        ckpt = read_checkpoint(cfg.eval_resume)
+        saved = ckpt.get("config") if isinstance(ckpt, dict) else None
         if not isinstance(saved, dict):
             return cfg  # an original checkpoint: the network comes from the flags
         return dataclasses.replace(cfg, **{k: saved[k] for k in NETWORK_FIELDS if k in saved})
@@ -176,7 +177,7 @@ class FinalTrainer:
     def evaluate_checkpoint(self) -> dict[str, float]:
         """Load ``cfg.eval_resume`` (ours or the original's) and evaluate it on the test set."""
         path = self.cfg.eval_resume
-        state, by_position = match_state_dict(self.model, find_state_dict(load_checkpoint(path, self.device)), path)
+        state, by_position = match_state_dict(self.model, find_state_dict(read_checkpoint(path, self.device)), path)
         self.model.load_state_dict(state)
         if by_position:
             self.logger.info("note: the checkpoint's tensor names differ from ours; matched by position and shape")
