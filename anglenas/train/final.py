@@ -29,7 +29,7 @@ from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.flops import build_flops_table, reference_table
 from anglenas.log import RunLogger
-from anglenas.nn.compat import find_state_dict, match_state_dict, read_checkpoint
+from anglenas.nn.compat import load_weights, read_checkpoint
 from anglenas.nn.network import MobileNetwork, counted_flops
 from anglenas.spaces import get_space, space_names
 from anglenas.train.dist import DistEnv, barrier, init_distributed
@@ -177,10 +177,7 @@ class FinalTrainer:
     def evaluate_checkpoint(self) -> dict[str, float]:
         """Load ``cfg.eval_resume`` (ours or the original's) and evaluate it on the test set."""
         path = self.cfg.eval_resume
-        state, by_position = match_state_dict(self.model, find_state_dict(read_checkpoint(path, self.device)), path)
-        self.model.load_state_dict(state)
-        if by_position:
-            self.logger.info("note: the checkpoint's tensor names differ from ours; matched by position and shape")
+        self.logger.info(load_weights(self.model, path, self.device))
         self._describe()
         result = self._evaluate(self.model)
         self.logger.info(f"{path}: top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%, "
