@@ -9,6 +9,17 @@ from anglenas.nb201.metrics import kendall_tau, recalibrated_bn, spearman_rho, s
 from anglenas.nb201.model import CellPathSampler, NB201SuperNet
 from anglenas.nb201.space import EDGES, NONE, POOL, SKIP, all_cells
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine oversubscribed threads make these small convs 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 ALL_PATHS = ((0, 3), (0, 2, 3), (0, 1, 2, 3), (0, 1, 3))  # spec §3.4, written out again here
 
 
