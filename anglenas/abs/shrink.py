@@ -20,7 +20,7 @@ import torch
 from anglenas.abs.angle import BlockAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
-from anglenas.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, save_checkpoint
 from anglenas.config import field, to_yaml
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
@@ -145,12 +145,7 @@ class Shrinker:
                 atomic_write_text(self.save / "config.yaml", to_yaml(self.cfg))
             return
         ckpt = load_checkpoint(path, map_location=self.device)
-        diff = {k: (v, self._semantic_config().get(k)) for k, v in ckpt["config"].items()
-                if self._semantic_config().get(k) != v}
-        if diff:
-            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
-            raise UserError(f"{self.save} holds a run with other settings ({shown}); rerun with the same "
-                            f"arguments to resume, or pass another --save")
+        check_same_settings(ckpt["config"], self._semantic_config(), self.save)
         self.state = ShrinkState(**ckpt["state"])
         self.trainer.load_state_dict(ckpt)
         self.base = ckpt["base"]
