@@ -206,7 +206,7 @@ class FinalTrainer:
             self.train_model = torch.compile(self.train_model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.params = list(self.model.parameters())
-        self.step, self.best, self.history = 0, {"top1": -1.0, "step": 0}, []
+        self.step, self.best, self.history, self.last_eval_step = 0, {"top1": -1.0, "step": 0}, [], -1
 
     def _semantic_config(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
@@ -225,6 +225,7 @@ class FinalTrainer:
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
         self.step, self.best, self.history = ckpt["step"], ckpt["best"], ckpt["history"]
+        self.last_eval_step = self.history[-1]["step"] if self.history else -1
         self.logger.info(f"resumed from {path} at iteration {self.step}/{self.total}")
 
     def _eval_model(self) -> nn.Module:
@@ -241,6 +242,7 @@ class FinalTrainer:
     def _evaluate_and_record(self) -> dict:
         """Evaluate on rank 0, log, keep ``best.pt``; returns the record (empty on other ranks)."""
         record: dict = {}
+        self.last_eval_step = self.step  # on every rank: all of them must take the same barriers
         if self.env.is_main:
             result = self._evaluate(self._eval_model())
             record = {"step": self.step, "epoch": round(self.step / self.stream.steps_per_epoch, 2),
@@ -307,7 +309,7 @@ class FinalTrainer:
                 self._checkpoint()
         if self.step < self.total:
             return None
-        if not self.history or self.history[-1]["step"] != self.step:  # resumed after the end: evaluate again
+        if self.last_eval_step != self.step:  # resumed after the end of an interrupted final evaluation
             self._evaluate_and_record()
         return self._write_summary(sizes)
 
