@@ -97,8 +97,8 @@ class NB201Config(NB201DataConfig, SupernetTrainConfig):
         return sorted(set(epochs) | {self.epochs})
 
 
-DEMO = dict(dataset="embedded", resolution=16, channels=8, cells_per_stage=1, batch_size=32, lr=0.1, epochs=6,
-            eval_epochs="1,2,4,6", acc_archs=24, rebn_images=256, eval_images=256, eval_batch_size=128,
+DEMO = dict(dataset="embedded", resolution=16, channels=8, cells_per_stage=1, batch_size=32, lr=0.1, epochs=10,
+            eval_epochs="1,2,4,6,10", acc_archs=24, rebn_images=256, eval_images=256, eval_batch_size=128,
             save="runs/nb201-demo", amp=False, channels_last=False, threads=1)
 """``--demo``: the NB201 macro at C=8, N=1 on the embedded CIFAR-10 downscaled to 16x16, a CPU run of minutes."""
 
