@@ -1,9 +1,11 @@
 """The search stage with the in-process backend: output format, FLOPs limits, resume after SIGKILL."""
 import json
+import pickle
 import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from anglenas.config import parse_config
@@ -16,11 +18,14 @@ from search_common import SEARCHING, TINY, journal_results, main_cmd, run_main, 
 
 def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path):
     ops = write_operations(tmp_path / "ops.json")
-    cfg = parse_config(SearchConfig, TINY + ["--operations_path", str(ops), "--save", str(tmp_path / "ref")])
+    original = tmp_path / "ops.pkl"  # the reference reads the same space from an original-style pickle
+    original.write_bytes(pickle.dumps([[np.int64(op) for op in layer] for layer in load_operations(ops).ops]))
+    cfg = parse_config(SearchConfig, TINY + ["--max_epochs", "2", "--operations_path", str(original),
+                                             "--save", str(tmp_path / "ref")])
     ref = Search(cfg).run()
 
     save = tmp_path / "killed"
-    proc = subprocess.Popen(main_cmd(save, ops), cwd=SEARCHING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(main_cmd(save, ops, "--max_epochs", "2"), cwd=SEARCHING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:  # kill inside the second generation
         if (save / "evaluations.jsonl").is_file() and len(journal_results(save)) >= 8:
@@ -31,7 +36,7 @@ def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path
     proc.wait()
     before = journal_results(save)
     assert 8 <= len(before) < len(journal_results(tmp_path / "ref"))
-    result = run_main(save, ops)
+    result = run_main(save, ops, "--max_epochs", "2")
 
     assert result["top"] == ref["top"] and result["generations"] == ref["generations"]
     evaluated = journal_results(save)
