@@ -74,3 +74,29 @@ def test_fairnas_needs_equal_op_counts(tmp_path):
     make_sampler("fairnas", [[0, 1]] * 21, 0)  # equal counts are fine
     with pytest.raises(UserError, match="same number of ops in every layer"):
         make_sampler("fairnas", [ops[0] + [3]] + ops[1:], 0)
+
+
+def test_local_worker_processes_give_the_in_process_numbers(tmp_path):
+    import torch
+
+    from anglenas.checkpoint import save_checkpoint
+    from anglenas.nn import MobileSuperNet
+    from anglenas.search.evaluate import CandidateEvaluator, LocalPoolEvaluator
+    from anglenas.spaces import get_space
+
+    cfg = parse_config(SearchConfig, TINY + ["--operations_path", "x"])
+    settings = cfg.eval_settings("gpu")
+    torch.manual_seed(1)
+    weights = tmp_path / "supernet.pt"
+    save_checkpoint({"model": MobileSuperNet(get_space("gpu").scaled(0.25, 32, 10, 2)).state_dict()}, weights)
+    archs = [tuple([0] * 21), tuple([4] * 21), tuple([1, 2] * 10 + [3])]
+    pool = LocalPoolEvaluator(settings, cfg, torch.device("cpu"), weights, workers=2, threads=1)
+    got = {}
+    try:
+        pool.evaluate(archs, lambda arch, top1: got.__setitem__(arch, top1))
+    finally:
+        pool.close()
+    torch.set_num_threads(1)
+    direct = CandidateEvaluator(settings, cfg, "cpu")
+    direct.load(weights)
+    assert got == {arch: direct(arch) for arch in archs}
