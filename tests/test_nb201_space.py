@@ -92,3 +92,58 @@ def test_query_cli():
     bad = subprocess.run([*q, "--arch", "|nor_conv_3x3~0|+|x"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_official_benchmark_file_through_nats_bench(monkeypatch, tmp_path, rows):
+    """The official-file path maps NATS-Bench's calls (arch, get_more_info hp=200) onto the same API."""
+    import types
+    calls = []
+
+    class FakeAPI:
+        def __len__(self):
+            return 3
+
+        def arch(self, i):
+            return rows[[5, 6111, 857][i]][3]
+
+        def get_more_info(self, i, dataset, hp, is_random):
+            calls.append((dataset, hp, is_random))
+            return {"test-accuracy": {"cifar10": 90.0, "cifar100": 70.0, "ImageNet16-120": 40.0}[dataset] + i}
+
+    fake = types.ModuleType("nats_bench")
+    fake.create = lambda path, space, fast_mode, verbose: FakeAPI()
+    monkeypatch.setitem(sys.modules, "nats_bench", fake)
+    path = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    path.mkdir()
+    api = Benchmark.load(path)
+    assert len(api) == 3 and list(api)[1] == BEST_C10
+    assert api.query_index_by_arch(BEST_C10) == 1
+    assert api.accuracy(1, "cifar10") == 91.0 and api.accuracy(BEST_C10, "ImageNet16-120") == 41.0
+    assert set(calls) == {(d, "200", False) for d in ("cifar10", "cifar100", "ImageNet16-120")}
+
+
+def test_imagenet16_pickles(tmp_path):
+    import pickle
+
+    import torch
+
+    from anglenas.nb201.data import NB201Data, NB201DataConfig
+    rng = np.random.default_rng(0)
+    first = None
+    for name in [f"train_data_batch_{i}" for i in range(1, 11)] + ["val_data"]:
+        labels = rng.integers(1, 1001, 40).tolist()  # 1-based over 1,000 classes
+        labels[:2] = [1, 120]
+        data = rng.integers(0, 256, (40, 3 * 16 * 16), dtype=np.uint8)
+        first = data[0] if first is None else first
+        with open(tmp_path / name, "wb") as fh:
+            pickle.dump({"data": data, "labels": labels}, fh)
+    d = NB201Data(NB201DataConfig(dataset="ImageNet16-120", data_dir=str(tmp_path)), torch.device("cpu"))
+    assert d.train_x.shape[1:] == (3, 16, 16) and d.input_size == 16 and d.pad == 2
+    assert np.array_equal(d.train_x[0].numpy(), first.reshape(3, 16, 16))  # CHW rows, label 1 -> class 0
+    assert int(d.train_y[0]) == 0 and int(d.train_y[1]) == 119
+    assert int(d.train_y.min()) == 0 and int(d.train_y.max()) == 119 and d.num_classes == 120
+    with open(tmp_path / "val_data", "rb") as fh:
+        val = pickle.load(fh)
+    assert len(d.valid_y) == sum(1 for y in val["labels"] if y <= 120) // 2
+    with pytest.raises(UserError, match="missing"):
+        NB201Data(NB201DataConfig(dataset="ImageNet16-120", data_dir=str(tmp_path / "nope")), torch.device("cpu"))
