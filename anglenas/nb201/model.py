@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, OPS, POOL, SKIP, Cell
+from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, OPS, POOL, Cell
 
 Path = Sequence[int] | Sequence[Sequence[int]]
 
@@ -143,4 +143,4 @@ class CellPathSampler:
         return [[self.sample_cell(rng) for _ in range(self.num_cells)]]
 
 
-__all__ = ["CellPathSampler", "NB201SuperNet", "ReLUConvBN", "SearchCell", "SKIP"]
+__all__ = ["CellPathSampler", "NB201SuperNet", "ReLUConvBN", "SearchCell"]
