@@ -5,7 +5,6 @@ Trains the supernet restricted to the operations file, then runs the evolutionar
 evaluator (``--backend local``) or RabbitMQ test servers (``--backend rabbitmq``, start ``test_server.py``).
 Writes SAVE/search_result.json; run again with the same arguments to resume.
 """
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -14,17 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from config import BROKER  # noqa: E402
 
-from anglenas.config import parse_config  # noqa: E402
 from anglenas.errors import cli  # noqa: E402
-from anglenas.search.mq import resolve_broker  # noqa: E402
+from anglenas.search.mq import parse_with_broker  # noqa: E402
 from anglenas.search.run import DEMO, Search, SearchConfig  # noqa: E402
 
 
 @cli
 def main() -> None:
-    cfg = parse_config(SearchConfig, description=__doc__, presets={"demo": DEMO})
-    cfg = dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, BROKER)))
-    Search(cfg).run()
+    Search(parse_with_broker(SearchConfig, BROKER, __doc__, {"demo": DEMO})).run()
 
 
 if __name__ == "__main__":

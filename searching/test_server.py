@@ -2,7 +2,6 @@
 the demo search (embedded data, CPU). Start as many as you like (tmux windows, hosts, GPUs), before or during the
 search; stop with Ctrl-C (the request in progress goes back to the queue).
 """
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,17 +10,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from config import BROKER  # noqa: E402
 
-from anglenas.config import parse_config  # noqa: E402
 from anglenas.errors import cli  # noqa: E402
-from anglenas.search.mq import resolve_broker  # noqa: E402
+from anglenas.search.mq import parse_with_broker  # noqa: E402
 from anglenas.search.server import DEMO, ServerConfig, TestServer  # noqa: E402
 
 
 @cli
 def main() -> None:
-    cfg = parse_config(ServerConfig, description=__doc__, presets={"demo": DEMO})
-    cfg = dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, BROKER)))
-    TestServer(cfg).serve()
+    TestServer(parse_with_broker(ServerConfig, BROKER, __doc__, {"demo": DEMO})).serve()
 
 
 if __name__ == "__main__":

@@ -59,6 +59,14 @@ def resolve_broker(cfg: BrokerConfig, defaults: dict | None = None) -> BrokerCon
     return BrokerConfig(**out)
 
 
+def parse_with_broker(cls: type, defaults: dict, description: str, presets: dict):
+    """``parse_config(cls, ...)`` with the broker fields resolved by :func:`resolve_broker` (entry points)."""
+    from anglenas.config import parse_config
+
+    cfg = parse_config(cls, description=description, presets=presets)
+    return dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, defaults)))
+
+
 def describe(cfg: BrokerConfig) -> str:
     return f"amqp://{cfg.mq_user}@{cfg.mq_host}:{cfg.mq_port}{cfg.mq_vhost} (requests {cfg.request_queue})"
 
