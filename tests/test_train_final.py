@@ -1,6 +1,7 @@
 """Training from scratch: resume after an interruption, eval of saved checkpoints, EMA, schedule, CLI errors."""
 import dataclasses
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -120,11 +121,20 @@ def test_ema_follows_the_formula():
 @pytest.mark.parametrize("args,message", [
     (["--arch", "2 2 -1 0 0"], "no search space has 5 layers"),
     (["--arch", SPOS_STR.replace("5", "9", 1)], "layer 8: op index 9 is out of range"),
+    (["--arch", "-1" + SPOS_STR[1:]], "layer 0: identity (-1) is not allowed here"),
     (["--eval", "--eval-resume", "does/not/exist.pt"], "checkpoint does/not/exist.pt does not exist"),
 ])
-def test_bad_inputs_give_one_error_line(args, message):
-    out = subprocess.run([sys.executable, str(ENTRY), "--demo", "--device", "cpu", *args], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+def test_bad_inputs_give_one_error_line(args, message, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [str(ENTRY), "--demo", "--device", "cpu", *args])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(str(ENTRY), run_name="__main__")
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_bad_input_in_a_fresh_process_has_no_traceback():
+    out = subprocess.run([sys.executable, str(ENTRY), "--arch", "2 2 -1"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "error: no search space has 3 layers; known spaces: gpu (21 layers), fairnas (19 layers)\n"
