@@ -64,10 +64,9 @@ def test_resume_after_interruption_gives_the_same_weights(finished_run, tmp_path
     summary = FinalTrainer(cfg).run()  # a new process would do exactly this: same arguments, same folder
     a, b = _states(reference), _states(tmp_path)
     assert a["step"] == b["step"] == 6
-    for key in ("model",):
-        assert a[key].keys() == b[key].keys()
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), name
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
     for name in a["ema"]["module"]:
         assert torch.equal(a["ema"]["module"][name], b["ema"]["module"][name]), name
     assert summary["history"] == json.loads((reference / SUMMARY).read_text())["history"]
