@@ -83,3 +83,20 @@ def test_bad_input_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "nas-bench-201" / "angle_tau.py"), "--demo", "--eval_epochs",
                           "0,x", "--save", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_stopped_and_extended_run_equals_uninterrupted(run, tmp_path):
+    """1 epoch, then the same command with --epochs 2 (same LR horizon) resumes to the uninterrupted weights."""
+    import torch
+    half = tmp_path / "half"
+    script("angle_tau.py", half, "--epochs", "1", "--eval_epochs", "1", "--lr_horizon_epochs", "2",
+           "--acc_archs", "0")
+    other = subprocess.run([sys.executable, str(ROOT / "nas-bench-201" / "angle_tau.py"), *TINY, "--epochs", "3",
+                            "--save", str(half)], capture_output=True, text=True, cwd=ROOT)
+    assert other.returncode == 2 and "lr_horizon_epochs" in other.stderr and "Traceback" not in other.stderr
+    out = script("angle_tau.py", half)  # --epochs 2: horizon 2 as before
+    assert "resumed after epoch 1" in out.stdout
+    a = torch.load(half / "seed-0" / "weights-epoch-2.pt")
+    b = torch.load(run / "seed-0" / "weights-epoch-2.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((half / "tau.json").read_text()) == json.loads((run / "tau.json").read_text())

@@ -43,8 +43,7 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = ("angle", "magnitude", "random", "acc_rebn", "acc_no_rebn", "angle_acc_subset")
 """Scores ranked against the ground truth; the accuracy ones and ``angle_acc_subset`` on the sampled subset."""
 TRAINING_FIELDS = ("dataset", "data_dir", "split_seed", "resolution", "batch_size", "lr", "min_lr", "momentum",
-                   "weight_decay", "label_smoothing", "grad_clip", "channels", "cells_per_stage",
-                   "lr_horizon_epochs", "channels_last")
+                   "weight_decay", "label_smoothing", "grad_clip", "channels", "cells_per_stage", "channels_last")
 
 
 @dataclass
@@ -123,7 +122,8 @@ class SupernetRun:
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def _training_config(self) -> dict:
-        return {k: getattr(self.cfg, k) for k in TRAINING_FIELDS} | {"seed": self.seed}
+        return {k: getattr(self.cfg, k) for k in TRAINING_FIELDS} | {
+            "seed": self.seed, "lr_horizon_epochs": self.cfg.lr_horizon_epochs or self.cfg.epochs}
 
     def _resume(self) -> None:
         path = self.dir / CHECKPOINT
@@ -135,7 +135,8 @@ class SupernetRun:
         diff = sorted(k for k, v in ckpt["config"].items() if self._training_config().get(k) != v)
         if diff:
             raise UserError(f"{self.dir} holds a supernet trained with other settings ({', '.join(diff)}); "
-                            f"use the same settings to resume, or another --save")
+                            f"use the same settings to resume (to train longer, keep --lr_horizon_epochs), "
+                            f"or another --save")
         self.trainer.load_state_dict(ckpt)
         self.epoch, self.records = ckpt["epoch"], ckpt["records"]
         self.logger.info(f"seed {self.seed}: resumed after epoch {self.epoch}")
