@@ -19,7 +19,7 @@ from anglenas.search.messages import encode, make_request, weights_fingerprint
 from anglenas.search.mq import resolve_broker
 from anglenas.search.run import Search, SearchConfig
 from anglenas.spaces import get_space
-from search_common import TINY, journal_results, write_operations
+from search_common import SEARCHING, TINY, journal_results, main_cmd, write_operations
 from search_mq import Server, needs_broker, queues  # noqa: F401  (fixture)
 
 pytestmark = needs_broker
@@ -114,6 +114,27 @@ def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queue
     _assert_same_search(doc, ref, save)
     assert "redelivered" in second.text()
     assert second.text().count("done:") == len(journal_results(save))
+
+
+def test_killed_search_waits_for_its_outstanding_requests_instead_of_re_sending(tmp_path, queues, reference):
+    ops, ref = reference
+    save = tmp_path / "mq"
+    proc = subprocess.Popen(main_cmd(save, ops, "--max_epochs", "2", "--backend", "rabbitmq", *queues.flags),
+                            cwd=SEARCHING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait(lambda: _sent(save) >= 6 or proc.poll() is not None, what="the first generation's requests")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _sent(save) == 6, proc.stderr.read().decode()[-2000:]
+    server = Server(queues, tmp_path / "server.log")  # answers while the search is down
+    try:
+        server.wait_for("candidate 6 done")
+        doc = Search(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags)).run()
+    finally:
+        server.stop()
+    _assert_same_search(doc, ref, save)
+    assert _sent(save) == len(journal_results(save)) == server.text().count("done:")
 
 
 def _rabbitmqctl(*args):
