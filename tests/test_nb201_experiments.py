@@ -100,3 +100,11 @@ def test_stopped_and_extended_run_equals_uninterrupted(run, tmp_path):
     b = torch.load(run / "seed-0" / "weights-epoch-2.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((half / "tau.json").read_text()) == json.loads((run / "tau.json").read_text())
+
+
+def test_figure_script_redraws_from_a_run(run, tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "figure" / "nb201_figures.py"), "--run", str(run),
+                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "tau_per_epoch.png").stat().st_size > 1000
+    assert (tmp_path / "angle_vs_accuracy.png").stat().st_size > 1000
