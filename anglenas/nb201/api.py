@@ -92,9 +92,13 @@ class Benchmark:
                             "`pip install nas-bench-201`; the shipped table needs neither") from None
         except Exception as exc:  # the official loaders raise assorted types for foreign files
             raise UserError(f"cannot read benchmark file {path}: {str(exc).splitlines()[0]}") from None
-        strs = [api.arch(i) for i in range(len(api))]
-        accs = {d: np.array([api.get_more_info(i, d, hp=hp, is_random=False)["test-accuracy"]
-                             for i in range(len(api))]) for d in DATASETS}
+        try:
+            strs = [api.arch(i) for i in range(len(api))]
+            accs = {d: np.array([api.get_more_info(i, d, hp=hp, is_random=False)["test-accuracy"]
+                                 for i in range(len(api))]) for d in DATASETS}
+        except TypeError as exc:  # NAS-Bench-201 API < 2.0 has no `hp` argument
+            raise UserError(f"the installed benchmark API is too old to read {path} ({exc}); "
+                            f"`pip install -U nats_bench` or `nas-bench-201>=2.0`") from None
         return cls(strs, accs, path)
 
     # -- the NB201-like calls -----------------------------------------------------------------------------------
