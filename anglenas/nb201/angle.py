@@ -17,8 +17,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from anglenas.abs.angle import _stats as block_stats
-from anglenas.abs.angle import snapshot
+from anglenas.abs.angle import BlockStats, angle_from_stats, snapshot
 from anglenas.nb201.model import NB201SuperNet
 from anglenas.nb201.space import CONV1, CONV3, NONE, NUM_EDGES, OPS, PATHS, POOL, path_edges
 
@@ -43,19 +42,15 @@ class CellAngles:
     """
 
     def __init__(self, model: NB201SuperNet, base: Mapping[str, torch.Tensor]) -> None:
-        names = {id(p): n for n, p in model.named_parameters()}
-        device = next(model.parameters()).device
-
-        def pairs(weights: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            return [(base[names[id(w)]].to(device), w) for w in weights]
-
-        self.fixed = block_stats(pairs(model.fixed_weights()), device)
+        block_stats = BlockStats(model, base)
+        device = block_stats.device
+        self.fixed = block_stats(model.fixed_weights())
         # table[cell, edge, op]; none and skip stay zero
         self.table = torch.zeros(len(model.search_cells), NUM_EDGES, len(OPS), 3, dtype=torch.float64, device=device)
         for c, cell in enumerate(model.search_cells):
             for e in range(NUM_EDGES):
                 for op in (CONV1, CONV3):
-                    self.table[c, e, op] = block_stats(pairs([cell.conv_weight(e, op)]), device)
+                    self.table[c, e, op] = block_stats([cell.conv_weight(e, op)])
                 self.table[c, e, POOL] = float(pool_constant(cell.channels).square().sum())
         self.mask = PATH_MASK.to(device)
 
@@ -76,8 +71,7 @@ class CellAngles:
 
     def angles(self, archs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Angles (radians, float64) between V(W0, a) and V(W, a)."""
-        dot, n0, n1 = self.stats(archs).unbind(-1)
-        return torch.arccos((dot / (n0.sqrt() * n1.sqrt())).clamp(-1.0, 1.0))
+        return angle_from_stats(self.stats(archs))
 
     def magnitudes(self, archs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """|V(W, a)|: the norm of the architecture's trained weight vector."""
