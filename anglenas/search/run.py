@@ -225,8 +225,7 @@ class Search:
                       checkpoint_every=cfg.checkpoint_every or stream.steps_per_epoch)
         if self.env.is_main:  # weights first, then the finished checkpoint that marks them complete
             save_checkpoint({"model": trainer.model.state_dict()}, weights)
-            checkpoint(total)
-        barrier(self.env)
+        checkpoint(total)
         return weights
 
     # -- stage 2: evolution -------------------------------------------------------------------------------------
