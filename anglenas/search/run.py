@@ -49,7 +49,7 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "demo", "a
 
 
 @dataclass
-class SearchConfig(DataConfig, SupernetTrainConfig, EvolutionConfig, BrokerConfig):
+class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfig):
     """Supernet training in the shrunk space and evolutionary search; ``None`` means the method's default."""
 
     method: str = field("spos", "spos: uniform single path, FLOPs <= 475M; fairnas: strict fairness, 315M-327M",

@@ -29,7 +29,7 @@ from anglenas.spaces import IDENTITY, get_space, space_names
 
 
 @dataclass
-class ServerConfig(DataConfig, BrokerConfig):
+class ServerConfig(BrokerConfig, DataConfig):
     """A test server; the dataset folders must hold the data the search uses (its split travels in requests)."""
 
     device: str = field("auto", "cuda, cuda:N (pin a GPU), cpu or auto")
