@@ -19,11 +19,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream  # noqa: E402
-from bench_supernet import RandomStream, sync  # noqa: E402  (bench/ is on the path of a bench script)
 from anglenas.nb201.angle import CellAngles, snapshot  # noqa: E402
 from anglenas.nb201.model import CellPathSampler, NB201SuperNet  # noqa: E402
 from anglenas.nb201.space import all_cells  # noqa: E402
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
+from common import RandomStream, sync  # noqa: E402  (bench/ is on the path of a bench script)
 
 
 def timed(fn, device: torch.device, repeat: int) -> float:
@@ -68,8 +68,8 @@ def main() -> None:
 
     for channels_last, amp in ((False, False), (True, device.type == "cuda")):
         cfg = SupernetTrainConfig(batch_size=args.batch, lr=0.1, amp=amp, channels_last=channels_last)
-        stream = RandomStream(args.batch, args.resolution, device, channels_last)
-        net = NB201SuperNet(1000, args.channels, args.cells_per_stage)  # RandomStream draws 1,000 classes
+        stream = RandomStream(args.batch, args.resolution, device, channels_last, num_classes=10)
+        net = NB201SuperNet(10, args.channels, args.cells_per_stage)
         trainer = SupernetTrainer(net, CellPathSampler(len(net.search_cells), 0), stream, cfg, 10 ** 6, device)
         seconds = timed(lambda: trainer.train(0, args.steps), device, 1)
         label = ("bf16 " if amp else "fp32 ") + ("channels_last" if channels_last else "NCHW")

@@ -21,25 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import RandomStream, device_name, report_variants, sync  # noqa: E402  (bench/ is on the path)
+
 from anglenas.nn import MobileSuperNet  # noqa: E402
 from anglenas.spaces import GPU_SPACE  # noqa: E402
 from anglenas.train.samplers import UniformPathSampler  # noqa: E402
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
-
-
-class RandomStream:
-    steps_per_epoch = 10 ** 9
-
-    def __init__(self, batch: int, size: int, device: torch.device, channels_last: bool) -> None:
-        self.x = torch.randn(batch, 3, size, size, device=device)
-        if channels_last:
-            self.x = self.x.contiguous(memory_format=torch.channels_last)
-        self.y = torch.randint(0, 1000, (batch,), device=device)
-        self.per_rank_batch = batch
-
-    def batches(self, start: int, n: int):
-        for _ in range(n):
-            yield self.x, self.y
 
 
 class OnePath:
@@ -48,11 +35,6 @@ class OnePath:
 
     def paths(self, step: int) -> list[list[int]]:
         return [self.path]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def original_step(model, optimizer, criterion, x, y, path) -> None:
@@ -120,18 +102,9 @@ def main() -> None:
     parser.add_argument("--variants", default="original,fp32,bf16-cl,bf16-cl-compile")
     args = parser.parse_args()
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, "
+    print(f"device: {device_name(device)}; torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, "
           f"width {args.width}, {args.steps} timed steps after {args.warmup} warm-up, random path per step")
-    base = None
-    for variant in args.variants.split(","):
-        rate, compile_s = measure(variant, args, device)
-        base = base or rate
-        extra = f"  (compile {compile_s:.0f}s)" if compile_s else ""
-        print(f"{variant:>16}: {rate:9.1f} img/s  x{rate / base:.2f} vs {args.variants.split(',')[0]}{extra}")
-
+    report_variants(args.variants.split(","), lambda variant: measure(variant, args, device))
 
 if __name__ == "__main__":
     main()

@@ -22,16 +22,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import device_name, report_variants, sync  # noqa: E402  (bench/ is on the path)
+
 from anglenas.archs import PUBLISHED  # noqa: E402
 from anglenas.nn.network import MobileNetwork  # noqa: E402
 from anglenas.spaces import get_space  # noqa: E402
 from anglenas.train.final import train_step  # noqa: E402
 from anglenas.train.optim import sgd  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def plain_step(model, optimizer, criterion, x, y) -> None:
@@ -93,19 +90,9 @@ def main() -> None:
     parser.add_argument("--variants", default="plain-fp32,fp32-cl,bf16-cl,bf16-cl-compile")
     args = parser.parse_args()
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; {args.arch}, batch {args.batch}, {args.size}x{args.size}, "
-          f"width {args.width}, {args.steps} timed steps after {args.warmup} warm-up")
-    variants = args.variants.split(",")
-    base = None
-    for variant in variants:
-        rate, compile_s = measure(variant, args, device)
-        base = base or rate
-        extra = f"  (compile {compile_s:.0f}s)" if compile_s else ""
-        print(f"{variant:>16}: {rate:9.1f} img/s  x{rate / base:.2f} vs {variants[0]}{extra}")
-
+    print(f"device: {device_name(device)}; torch {torch.__version__}; {args.arch}, batch {args.batch}, "
+          f"{args.size}x{args.size}, width {args.width}, {args.steps} timed steps after {args.warmup} warm-up")
+    report_variants(args.variants.split(","), lambda variant: measure(variant, args, device))
 
 if __name__ == "__main__":
     main()
