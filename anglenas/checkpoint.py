@@ -1,13 +1,15 @@
 """Atomic checkpoint and file writes: a crash mid-write never leaves a truncated file behind."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 
+from anglenas.config import to_yaml
 from anglenas.errors import UserError
 
 
@@ -53,3 +55,24 @@ def check_same_settings(saved: dict, current: dict, folder: str | Path) -> None:
         shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
         raise UserError(f"{folder} holds a run with other settings ({shown}); rerun with the same arguments to "
                         f"resume, or pass another --save")
+
+
+def run_settings(cfg: Any, resumable: Collection[str]) -> dict:
+    """The fields of config dataclass ``cfg`` that change a run's result: all but ``resumable``."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in resumable}
+
+
+def open_run(path: str | Path, cfg: Any, resumable: Collection[str], is_main: bool = True,
+             map_location: str | torch.device = "cpu") -> dict | None:
+    """The checkpoint at ``path`` of a run to resume, after checking that its settings (saved under ``"config"``)
+    equal ``run_settings(cfg, resumable)``; or None for a new run, whose folder the main rank then creates with a
+    ``config.yaml`` of ``cfg``."""
+    path = Path(path)
+    if not path.is_file():
+        if is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path.parent / "config.yaml", to_yaml(cfg))
+        return None
+    ckpt = load_checkpoint(path, map_location=map_location)
+    check_same_settings(ckpt["config"], run_settings(cfg, resumable), path.parent)
+    return ckpt

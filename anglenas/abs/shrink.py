@@ -20,8 +20,8 @@ import torch
 from anglenas.abs.angle import BlockAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
-from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, save_checkpoint
-from anglenas.config import field, to_yaml
+from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
+from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
@@ -127,7 +127,7 @@ class Shrinker:
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def _semantic_config(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
+        return run_settings(self.cfg, RESUMABLE_CHANGES)
 
     def _checkpoint(self, step: int | None = None) -> None:
         if step is not None:
@@ -139,13 +139,9 @@ class Shrinker:
 
     def _resume(self) -> None:
         path = self.save / CHECKPOINT
-        if not path.is_file():
-            if self.env.is_main:
-                self.save.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.save / "config.yaml", to_yaml(self.cfg))
+        ckpt = open_run(path, self.cfg, RESUMABLE_CHANGES, self.env.is_main, self.device)
+        if ckpt is None:
             return
-        ckpt = load_checkpoint(path, map_location=self.device)
-        check_same_settings(ckpt["config"], self._semantic_config(), self.save)
         self.state = ShrinkState(**ckpt["state"])
         self.trainer.load_state_dict(ckpt)
         self.base = ckpt["base"]

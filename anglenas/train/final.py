@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from anglenas.archs import format_arch, parse_arch
-from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, save_checkpoint
-from anglenas.config import field, to_yaml
+from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
+from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
@@ -209,17 +209,13 @@ class FinalTrainer:
         self.step, self.best, self.history, self.last_eval_step = 0, {"top1": -1.0, "step": 0}, [], -1
 
     def _semantic_config(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
+        return run_settings(self.cfg, RESUMABLE_CHANGES)
 
     def _resume(self) -> None:
         path = self.save / CHECKPOINT
-        if not path.is_file():
-            if self.env.is_main:
-                self.save.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.save / "config.yaml", to_yaml(self.cfg))
+        ckpt = open_run(path, self.cfg, RESUMABLE_CHANGES, self.env.is_main, self.device)
+        if ckpt is None:
             return
-        ckpt = load_checkpoint(path, map_location=self.device)
-        check_same_settings(ckpt["config"], self._semantic_config(), self.save)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None:
