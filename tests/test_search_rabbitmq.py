@@ -20,9 +20,9 @@ from anglenas.search.mq import resolve_broker
 from anglenas.search.run import Search, SearchConfig
 from anglenas.spaces import get_space
 from search_common import SEARCHING, TINY, journal_results, main_cmd, write_operations
-from search_mq import Server, needs_broker, queues  # noqa: F401  (fixture)
+from search_mq import Server, broker, queues  # noqa: F401  (fixtures)
 
-pytestmark = needs_broker
+pytestmark = pytest.mark.usefixtures("broker")
 
 
 def _cfg(save, ops, *extra):
