@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from anglenas.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from anglenas.config import field, to_yaml
+from anglenas.checkpoint import atomic_write_text, check_same_settings, open_run, run_settings, save_checkpoint
+from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
@@ -176,22 +176,14 @@ class Search:
 
     # -- configuration checks -----------------------------------------------------------------------------------
     def _semantic_config(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in RESUMABLE_CHANGES}
-
-    def _check_same_run(self, saved: dict, what: Path) -> None:
-        now = self._semantic_config()
-        diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
-        if diff:
-            shown = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(diff.items()))
-            raise UserError(f"{what} belongs to a run with other settings ({shown}); rerun with the same arguments "
-                            f"to resume, or pass another --save")
+        return run_settings(self.cfg, RESUMABLE_CHANGES)
 
     # -- stage 1: supernet --------------------------------------------------------------------------------------
     def train_supernet(self) -> Path:
         """Train (or resume training) the supernet; returns the weights file."""
         cfg, weights, ckpt_path = self.cfg, self.save / WEIGHTS, self.save / TRAIN_CHECKPOINT
-        if weights.is_file() and ckpt_path.is_file():
-            self._check_same_run(load_checkpoint(ckpt_path)["config"], ckpt_path)
+        ckpt = open_run(ckpt_path, cfg, RESUMABLE_CHANGES, self.env.is_main, self.device)
+        if ckpt is not None and weights.is_file():
             return weights
         data = build_data(cfg, self.device, held_out=True)
         space = self.ref_space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
@@ -205,15 +197,10 @@ class Search:
         trainer = SupernetTrainer(model, self.sampler, stream, cfg, max(total, 1), self.device, self.env,
                                   self.logger)
         start = 0
-        if ckpt_path.is_file():
-            ckpt = load_checkpoint(ckpt_path, map_location=self.device)
-            self._check_same_run(ckpt["config"], ckpt_path)
+        if ckpt is not None:
             trainer.load_state_dict(ckpt)
             start = ckpt["step"]
             self.logger.info(f"resumed supernet training at step {start}/{total}")
-        elif self.env.is_main:
-            self.save.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.save / "config.yaml", to_yaml(cfg))
 
         def checkpoint(step: int) -> None:
             if self.env.is_main:
@@ -259,7 +246,7 @@ class Search:
         state = None
         if state_path.is_file():
             saved = json.loads(state_path.read_text())
-            self._check_same_run(saved["config"], state_path)
+            check_same_settings(saved["config"], self._semantic_config(), self.save)
             if saved["fingerprint"] == fingerprint:
                 state = saved["search"]
         evo = EvolutionSearch(self.operations.ops, cfg, cfg.seed, self._legal, state, results)
