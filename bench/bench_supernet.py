@@ -12,7 +12,6 @@ Variants, all in the same run on the same device:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import RandomStream, device_name, report_variants, sync  # noqa: E402  (bench/ is on the path)
+from common import RandomStream, device_name, report_variants, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
 
 from anglenas.nn import MobileSuperNet  # noqa: E402
 from anglenas.spaces import GPU_SPACE  # noqa: E402
@@ -92,19 +91,13 @@ def measure(variant: str, args, device: torch.device) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--variants", default="original,fp32,bf16-cl,bf16-cl-compile")
+    parser = throughput_parser(__doc__, 128, 100, 20, "original,fp32,bf16-cl,bf16-cl-compile")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, "
           f"width {args.width}, {args.steps} timed steps after {args.warmup} warm-up, random path per step")
     report_variants(args.variants.split(","), lambda variant: measure(variant, args, device))
+
 
 if __name__ == "__main__":
     main()

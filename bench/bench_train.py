@@ -12,7 +12,6 @@ Variants, all in the same run on the same device and model:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import device_name, report_variants, sync  # noqa: E402  (bench/ is on the path)
+from common import device_name, report_variants, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
 
 from anglenas.archs import PUBLISHED  # noqa: E402
 from anglenas.nn.network import MobileNetwork  # noqa: E402
@@ -79,20 +78,14 @@ def measure(variant: str, args, device: torch.device) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = throughput_parser(__doc__, 256, 50, 10, "plain-fp32,fp32-cl,bf16-cl,bf16-cl-compile")
     parser.add_argument("--arch", default="SPOS_ABS", choices=sorted(PUBLISHED))
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--variants", default="plain-fp32,fp32-cl,bf16-cl,bf16-cl-compile")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; {args.arch}, batch {args.batch}, "
           f"{args.size}x{args.size}, width {args.width}, {args.steps} timed steps after {args.warmup} warm-up")
     report_variants(args.variants.split(","), lambda variant: measure(variant, args, device))
+
 
 if __name__ == "__main__":
     main()

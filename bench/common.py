@@ -4,6 +4,7 @@ A bench script puts the repository root and ``bench/`` on ``sys.path`` (it runs 
 """
 from __future__ import annotations
 
+import argparse
 from typing import Callable, Iterator
 
 import torch
@@ -49,3 +50,16 @@ def report_variants(variants: list[str], measure: Callable[[str], tuple[float, f
         base = base or rate
         extra = f"  (compile {compile_s:.0f}s)" if compile_s else ""
         print(f"{variant:>16}: {rate:9.1f} img/s  x{rate / base:.2f} vs {variants[0]}{extra}")
+
+
+def throughput_parser(doc: str, batch: int, steps: int, warmup: int, variants: str) -> argparse.ArgumentParser:
+    """The flags of an img/s benchmark: device, batch, input size, width, timed and warm-up steps, variants."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--variants", default=variants, help="comma-separated; the first is the baseline")
+    return parser
