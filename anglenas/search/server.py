@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from anglenas.archs import check_arch
 from anglenas.config import field
 from anglenas.data import DataConfig
 from anglenas.errors import UserError
@@ -25,7 +26,6 @@ from anglenas.log import RunLogger
 from anglenas.search.evaluate import CandidateEvaluator, EvalSettings
 from anglenas.search.messages import MessageError, decode_request, encode, make_result, weights_fingerprint
 from anglenas.search.mq import CONNECTION_ERRORS, REASON_HEADER, BrokerConfig, Link, describe
-from anglenas.spaces import IDENTITY, get_space, space_names
 
 
 @dataclass
@@ -43,18 +43,6 @@ class ServerConfig(BrokerConfig, DataConfig):
 
 
 DEMO = dict(dataset="embedded", device="cpu", workers=0)
-
-
-def check_arch(arch: list[int], space_name: str) -> None:
-    """Raise ValueError unless ``arch`` is an architecture of the named space."""
-    if space_name not in space_names():
-        raise ValueError(f"unknown space {space_name!r}")
-    space = get_space(space_name)
-    if len(arch) != space.num_layers:
-        raise ValueError(f"arch has {len(arch)} layers, the {space_name} space {space.num_layers}")
-    for i, (op, layer) in enumerate(zip(arch, space.layers)):
-        if op == IDENTITY and not layer.identity_allowed or op > 5:
-            raise ValueError(f"op {op} is not allowed in layer {i} of the {space_name} space")
 
 
 class TestServer:
@@ -115,7 +103,7 @@ class TestServer:
             req = decode_request(body)
             settings = EvalSettings.from_dict(req["settings"])
             check_arch(req["arch"], settings.space)
-        except (MessageError, ValueError) as exc:
+        except (MessageError, UserError, ValueError) as exc:
             self._refuse(method, body, f"invalid request: {exc}", generation)
             return
         try:
