@@ -98,8 +98,8 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=2, batch_size=64, lr=0.1, epochs=5, bn_images=128,
             bn_batch_size=64, population_num=12, select_num=4, crossover_num=4, mutation_num=4, max_epochs=4,
             topk=3, workers=0, device="cpu", save="runs/search-demo")
-"""``--demo``: SPOS on the embedded 32x32 CIFAR-10 at width 0.25, 5 supernet epochs, 4 generations of 12; about a minute on 2 idle CPU
-cores, a few minutes on busy ones."""
+"""``--demo``: SPOS on the embedded 32x32 CIFAR-10 at width 0.25, 5 supernet epochs, 4 generations of 12; about a
+minute on 2 idle CPU cores, a few minutes on busy ones."""
 
 
 def read_journal(path: Path, fingerprint: str) -> tuple[dict[Arch, float], dict[Arch, str]]:
