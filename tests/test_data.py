@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from anglenas.data import DataConfig, build_data
+from anglenas.data import DataConfig, build_data, eval_subset
 from anglenas.data.sources import split_indices
 from anglenas.data.streams import CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Normalize, TensorStream, augment_crop_flip
 from anglenas.data.transforms import imagenet_eval, pca_lighting, square_random_resized_crop
@@ -142,3 +142,12 @@ def test_device_decode_matches_the_pil_pipeline(tiny_folder):
         assert x2.shape == (4, 3, 224, 224) and torch.equal(y1, y2)
         # JPEG decoders and resize filters differ by a few grey levels on average, not more
         assert (x1 - x2).abs().mean() < 6.0
+
+
+def test_eval_limit_is_a_fixed_subset_covering_the_classes():
+    sub = eval_subset(500, 48)
+    assert len(sub) == 48 and len(set(sub.tolist())) == 48 and (np.diff(sub) > 0).all()
+    assert (sub == eval_subset(500, 48)).all() and (eval_subset(500, None) == np.arange(500)).all()
+    data = build_data(DataConfig(dataset="embedded"), held_out=False)  # test set sorted by class, 50 per class
+    labels = torch.cat([y for _, y in data.val_batches(16, limit=48)])
+    assert len(labels) == 48 and len(labels.unique()) >= 8  # the first 48 would all be class 0

@@ -1,6 +1,7 @@
 """Training from scratch: resume after an interruption, eval of saved checkpoints, EMA, schedule, CLI errors."""
 import dataclasses
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -137,3 +138,23 @@ def test_bad_input_in_a_fresh_process_has_no_traceback():
                          timeout=300)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == "error: no search space has 3 layers; known spaces: gpu (21 layers), fairnas (19 layers)\n"
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_under_torchrun(tmp_path):
+    """DDP on the CPU: both ranks finish (no deadlock at the final evaluation), rank 0 writes the summary, and the
+    checkpoint it saved evaluates to the summary's top-1."""
+    flags = ["--arch", SPOS_STR, "--dataset", "embedded", "--width_mult", "0.25", "--stem_stride", "1",
+             "--batch_size", "16", "--lr", "0.05", "--total_iters", "4", "--eval_every", "2",
+             "--checkpoint_every", "2", "--eval_limit", "48", "--eval_batch_size", "24", "--workers", "0",
+             "--device", "cpu", "--save", str(tmp_path)]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ENTRY), *flags],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / SUMMARY).read_text())
+    ev = subprocess.run([sys.executable, str(ENTRY), "--eval", "--eval-resume", str(tmp_path / CHECKPOINT),
+                         "--eval_limit", "48"],
+                        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert ev.stdout.strip().splitlines()[-1] == f"top-1 {summary['top1']:.2f}"

@@ -133,14 +133,23 @@ class Data:
             raise UserError(f"{exc}; lower --batch_size") from None
 
     def val_batches(self, batch_size: int, channels_last: bool = False, limit: int | None = None) -> Iterator[Batch]:
-        """Un-augmented evaluation batches: search-val (``held_out``) or the test set; ``limit`` images at most."""
+        """Un-augmented evaluation batches: search-val (``held_out``) or the test set; ``limit`` images at most, a
+        fixed random subset (folders are sorted by class, so the first ``limit`` images could be a single class)."""
         if self.folder is not None:
-            idx = self._val_idx[:limit]
+            idx = self._val_idx[eval_subset(len(self._val_idx), limit)]
             return loader_eval_batches(self._val_folder, idx, transforms.imagenet_eval, batch_size, self.normalize,
                                        self.device, self.cfg.workers, channels_last)
-        x = to_tensor_nchw(self._val.images[:limit], self.device)
-        return tensor_eval_batches(x, torch.from_numpy(self._val.labels[:limit]), batch_size, self.normalize,
+        sub = eval_subset(len(self._val), limit)
+        x = to_tensor_nchw(self._val.images[sub], self.device)
+        return tensor_eval_batches(x, torch.from_numpy(self._val.labels[sub]), batch_size, self.normalize,
                                    channels_last)
+
+
+def eval_subset(n: int, limit: int | None) -> np.ndarray:
+    """Indices of all ``n`` images, or of a fixed (seed 0) random subset of ``limit`` of them, in ascending order."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).permutation(n)[:limit])
 
 
 def build_data(cfg: DataConfig, device: torch.device | str = "cpu", held_out: bool = True) -> Data:

@@ -71,7 +71,7 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
     stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
     bn_images: int = field(10240, "training images for each candidate's exact BN recalibration")
     bn_batch_size: int = field(256, "batch size of the BN recalibration (bn_images must be a multiple)")
-    val_images: int | None = field(None, "search-val images scored per candidate (default: all)")
+    val_images: int | None = field(None, "search-val images scored per candidate, a fixed random subset (default: all)")
     eval_batch_size: int = field(200, "batch size of candidate evaluation")
     backend: str = field("local", "candidate evaluation: local (this machine) or rabbitmq (test servers)",
                          choices=("local", "rabbitmq"))

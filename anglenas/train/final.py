@@ -72,7 +72,7 @@ class FinalTrainConfig(DataConfig):
                                   "the summary use the EMA weights")
     eval_every: int = field(10000, "iterations between evaluations (0: once per epoch); always at the end")
     eval_batch_size: int = field(200, "evaluation batch size")
-    eval_limit: int | None = field(None, "evaluate on at most this many test images (default: all)")
+    eval_limit: int | None = field(None, "evaluate on a fixed random subset of this many test images (default: all)")
     checkpoint_every: int = field(0, "iterations between writes of checkpoint.pt (0: at every evaluation)")
     seed: int = field(0, "seed of the weights, data order, augmentation and dropout")
     device: str = field("auto", "cuda, cpu or auto")
