@@ -1,0 +1,139 @@
+"""The stand-alone network of one NAS-Bench-201 cell (NB201's ``TinyNetwork`` with ``InferCell``s, spec §1.6).
+
+Macro (C=16, N=5 at NB201's size): stem conv3x3 + BN, N cells at C, a residual reduction block to 2C, N cells,
+a reduction to 4C, N cells, then BN + ReLU, global average pooling and a linear classifier. Every cell runs
+the ops its architecture fixes on its 6 edges; its convolutions use affine BN, as NB201's stand-alone networks.
+
+Module names follow :class:`~anglenas.nb201.model.NB201SuperNet` with the op index left out
+(supernet ``layers.{i}.edges.{e}.{op}.…`` -> here ``layers.{i}.edges.{e}.…``), so a supernet path maps one to
+one onto this network (:func:`path_state_dict`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from anglenas.nb201.model import ReLUConvBN, ResidualReduction
+from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, POOL, Cell, check_cell
+
+Cells = Cell | Sequence[Cell]
+
+
+class Zero(nn.Module):
+    """The ``none`` op: its edge contributes nothing (the cell leaves it out of the node's sum)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+def make_fixed_op(op: int, channels: int) -> nn.Module:
+    """Operation ``op`` of a stand-alone cell (affine BN in its convolutions)."""
+    if op == CONV1:
+        return ReLUConvBN(channels, channels, 1, 1, affine=True)
+    if op == CONV3:
+        return ReLUConvBN(channels, channels, 3, 1, affine=True)
+    if op == POOL:
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    return Zero() if op == NONE else nn.Identity()
+
+
+class FixedCell(nn.Module):
+    """4 nodes; node i = sum over j < i of op_{i<-j}(node j) (``none`` edges left out); the output is node 3."""
+
+    def __init__(self, cell: Cell, channels: int) -> None:
+        super().__init__()
+        self.cell, self.channels = tuple(int(op) for op in cell), channels
+        self.edges = nn.ModuleList(make_fixed_op(op, channels) for op in self.cell)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for node in range(1, 4):
+            terms = [self.edges[e](nodes[j]) for e, (i, j) in enumerate(EDGES) if i == node and self.cell[e] != NONE]
+            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+        return nodes[3]
+
+    def conv_weight(self, edge: int) -> torch.Tensor:
+        """The conv weight of the convolution on ``edge``."""
+        return self.edges[edge][1].weight
+
+
+def per_cell(cells: Cells, count: int) -> list[Cell]:
+    """One cell tuple per search cell from a cell shared by all (6 op indices) or a list of ``count`` cells."""
+    if len(cells) == NUM_EDGES and all(np.isscalar(op) or (torch.is_tensor(op) and op.dim() == 0) for op in cells):
+        cells = [cells] * count  # type: ignore[list-item]
+    if len(cells) != count:
+        raise ValueError(f"give one cell or {count} cells, got {len(cells)} entries")
+    out = [tuple(int(op) for op in cell) for cell in cells]  # type: ignore[union-attr]
+    for cell in out:
+        check_cell(cell)
+    return out
+
+
+class NB201Network(nn.Module):
+    """NB201's stand-alone network of ``cell`` (one cell for every search cell, or a list with one per cell)."""
+
+    def __init__(self, cell: Cells, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5) -> None:
+        super().__init__()
+        cells = iter(per_cell(cell, 3 * cells_per_stage))
+        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        c = channels
+        for stage in range(3):
+            if stage:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers.extend(FixedCell(next(cells), c) for _ in range(cells_per_stage))
+        self.layers = nn.ModuleList(layers)
+        self.cells = [m for m in layers if isinstance(m, FixedCell)]
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.classifier(self.pool(self.lastact(x)).flatten(1))
+
+    def fixed_weights(self) -> list[torch.Tensor]:
+        """Weights every architecture has, in the original's order (spec §3.4): lastact BN, classifier, stem conv
+        and BN, then per reduction block conv_a (+BN), conv_b (+BN), downsample conv."""
+        out = [*self.lastact[0].parameters(), self.classifier.weight, self.classifier.bias, *self.stem.parameters()]
+        for layer in self.layers:
+            if isinstance(layer, ResidualReduction):
+                out += [*layer.conv_a.parameters(), *layer.conv_b.parameters(), layer.downsample[1].weight]
+        return out
+
+
+_EDGE_KEY = re.compile(r"^layers\.(\d+)\.edges\.(\d+)\.(\d+)\.(.+)$")
+
+
+def path_state_dict(supernet_state: Mapping[str, torch.Tensor], cells: Cells) -> dict[str, torch.Tensor]:
+    """The weights of path ``cells`` of an :class:`~anglenas.nb201.model.NB201SuperNet` state dict, named for
+    :class:`NB201Network` (loadable with ``strict=True``). The supernet's search cells have BN without affine
+    parameters; their stand-alone counterparts get the identity affine (gamma 1, beta 0), so the network
+    computes exactly what the supernet path computes."""
+    cell_layers = sorted({int(m.group(1)) for k in supernet_state if (m := _EDGE_KEY.match(k))})
+    cell_of = dict(zip(cell_layers, per_cell(cells, len(cell_layers))))
+    out: dict[str, torch.Tensor] = {}
+    for key, value in supernet_state.items():
+        m = _EDGE_KEY.match(key)
+        if m is None:
+            out[key] = value
+            continue
+        layer, edge, op, rest = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+        if cell_of[layer][edge] != op:
+            continue
+        out[f"layers.{layer}.edges.{edge}.{rest}"] = value
+        if rest.endswith("running_mean"):  # BN without affine in the supernet: identity affine here
+            bn = f"layers.{layer}.edges.{edge}.{rest[:-len('running_mean')]}"
+            out.setdefault(bn + "weight", torch.ones_like(value))
+            out.setdefault(bn + "bias", torch.zeros_like(value))
+    return out
+
+
+__all__ = ["FixedCell", "NB201Network", "Zero", "path_state_dict", "per_cell"]
