@@ -1,54 +1,44 @@
-"""Architectures of the MobileNet spaces: published ones, parsing and checking.
+"""Architectures of every registered space: published ones, parsing and checking.
 
-An architecture is one op index per searchable layer (``-1`` = identity), written as a space-separated string
-such as ``"2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"``. :func:`parse_arch` also accepts the name of a
-published architecture (:data:`PUBLISHED`) or the path of a search result JSON (``search_result.json``).
+An architecture is one op id per site, written as a space-separated string such as
+``"2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"`` (MobileNet: ``-1`` = identity). :func:`parse_arch` also accepts
+the name of a published architecture (each space's ``published``), the path of a search result JSON
+(``search_result.json``) or a file a space reads itself (:meth:`~anglenas.spaces.base.SearchSpace.read_arch_file`,
+e.g. a DARTS ``genotype.json``).
 """
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from anglenas.errors import UserError
-from anglenas.spaces import BLOCK_KEYS, IDENTITY, MobileSpace, get_space, space_for_num_layers
+from anglenas.spaces import _SPACES, get_space, space_for_num_sites
+from anglenas.spaces.base import SearchSpace
 
 SEARCH_RESULT_FORMAT = "anglenas-search-result"
 
-PUBLISHED: dict[str, tuple[str, list[int]]] = {
-    "SPOS_ABS": ("gpu", [2, 2, -1, 0, 0, -1, -1, 0, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3]),
-    "FAIRNAS_ABS": ("fairnas", [4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5]),
-    "PROXYLESS_ABS": ("gpu", [2, 2, -1, -1, 0, 2, 2, -1, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3]),
-}
-"""The ABS architectures of the paper's table (spec §0): name -> (space name, arch)."""
+
+def published() -> dict[str, tuple[str, Any]]:
+    """Every registered space's published architectures: name -> (space name, arch)."""
+    return {name: (space.name, arch) for space in _SPACES.values() for name, arch in space.published.items()}
 
 
-def format_arch(arch: Sequence[int]) -> str:
-    """The space-separated encoding the search prints and :func:`parse_arch` reads."""
-    return " ".join(str(int(op)) for op in arch)
+def format_arch(arch: Any) -> str:
+    """The space-separated encoding the search prints and :func:`parse_arch` reads (``str`` of anything else)."""
+    if isinstance(arch, (list, tuple)) and all(isinstance(op, int) for op in arch):
+        return " ".join(str(int(op)) for op in arch)
+    return str(arch)
 
 
-def _space(space: str | MobileSpace) -> MobileSpace:
+def _space(space: str | SearchSpace) -> SearchSpace:
     return get_space(space) if isinstance(space, str) else space
 
 
-def check_arch(arch: Sequence[int], space: str | MobileSpace) -> list[int]:
-    """Validate ``arch`` against ``space`` and return it as plain ints; a bad one is a :class:`UserError`."""
-    space = _space(space)
-    arch = [int(op) for op in arch]
-    if len(arch) != space.num_layers:
-        raise UserError(f"architecture has {len(arch)} op indices but the {space.name} space has "
-                        f"{space.num_layers} layers; give one index per layer")
-    for i, (op, layer) in enumerate(zip(arch, space.layers)):
-        if not IDENTITY <= op < len(BLOCK_KEYS):
-            raise UserError(f"layer {i}: op index {op} is out of range; use 0..{len(BLOCK_KEYS) - 1} "
-                            f"or {IDENTITY} for identity")
-        if op == IDENTITY and not layer.identity_allowed:
-            where = ("the first layer of a stage changes the shape" if space.identity_in_repeats
-                     else f"the {space.name} space has no identity op")
-            raise UserError(f"layer {i}: identity ({IDENTITY}) is not allowed here ({where}); pick an op 0..5")
-    return arch
+def check_arch(arch: Any, space: str | SearchSpace) -> Any:
+    """Validate ``arch`` against ``space`` (a :class:`UserError` when it is not one of its architectures)."""
+    return _space(space).check_arch(arch)
 
 
 def _parse_ints(value: str) -> list[int] | None:
@@ -89,17 +79,29 @@ def parse_arch(value: str, space: str | None = None, rank: int = 0) -> tuple[str
     """
     value = value.strip()
     ints = _parse_ints(value)
+    names = published()
     if ints is not None:
-        arch_space = space or space_for_num_layers(len(ints)).name
-    elif value.upper() in PUBLISHED:
-        arch_space, ints = PUBLISHED[value.upper()]
-        ints = list(ints)
+        arch_space = space or space_for_num_sites(len(ints)).name
+    elif value.upper() in names:
+        arch_space, ints = names[value.upper()]
     elif value.endswith(".json") or Path(value).exists():
-        arch_space, ints = load_search_result(value, rank)
+        arch_space, ints = _read_arch_file(value, space, rank)
     else:
-        raise UserError(f"cannot read architecture {value!r}: give op indices like "
-                        f"\"{format_arch(PUBLISHED['SPOS_ABS'][1])}\", a published name "
-                        f"({', '.join(PUBLISHED)}) or a search_result.json path")
+        raise UserError(f"cannot read architecture {value!r}: give op ids like "
+                        f"\"{format_arch(names['SPOS_ABS'][1])}\", a published name "
+                        f"({', '.join(sorted(names))}) or a search_result.json path")
     if space is not None and get_space(space).name != get_space(arch_space).name:
         raise UserError(f"architecture {value!r} belongs to the {arch_space} space, not to {space}")
     return arch_space, check_arch(ints, arch_space)
+
+
+def _read_arch_file(value: str, space: str | None, rank: int) -> tuple[str, Any]:
+    """A search result, or a file that a space reads itself (e.g. DARTS' genotype.json)."""
+    path = Path(value)
+    candidates = [get_space(space)] if space else list(_SPACES.values())
+    if path.is_file():
+        for candidate in candidates:
+            arch = candidate.read_arch_file(path)
+            if arch is not None:
+                return candidate.name, arch
+    return load_search_result(value, rank)

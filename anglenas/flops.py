@@ -1,9 +1,10 @@
-"""FLOPs lookup tables of the MobileNet spaces (spec §2.6).
+"""FLOPs lookup tables (spec §2.6) of every search space, and an independent counter.
 
 Counting convention (the original's, through its ``thop`` copy): only Conv2d and Linear count, as
-multiply-accumulates for convs, ``C_in * out_elements * k_h * k_w / groups``, and ``(2 * in - 1) * out`` for the
-classifier. The table is counted from the real modules, which fixes the original FairNAS table's phantom 1x1
-conv in the stem block (+12.85M on every FairNAS architecture).
+multiply-accumulates for convs, ``C_in * out_elements * k_h * k_w / groups``, and ``(2 * in - 1) * out`` for a
+Linear. A table holds the fixed parts (``pre`` + ``post``) and the cost of every (site, op); an architecture
+costs ``pre + post + sum(layers[site][op])``. Each space measures its own table (``SearchSpace.flops_table``);
+:func:`counted_macs` runs a network under torch's FLOP counter to check it.
 """
 from __future__ import annotations
 
@@ -12,17 +13,14 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from anglenas.errors import UserError
-from anglenas.nn.blocks import InvertedResidual, conv_bn_relu6, make_block
-from anglenas.spaces import BLOCK_KEYS, IDENTITY, MobileSpace, get_space
-
-
 def chain_flops(module: nn.Module, input_size: int) -> tuple[int, int]:
     """(FLOPs, params) of a module whose convs and linears run one after another, for one square input.
 
@@ -44,7 +42,10 @@ def chain_flops(module: nn.Module, input_size: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class FlopsTable:
-    """Per-op FLOPs (and params) of every layer of a space at one size; identity costs 0."""
+    """FLOPs (and params) of the fixed parts and of every op id at every site of a space at one size.
+
+    ``layers[site][op]`` covers the whole op table (ops without cost, such as identity, are 0); negative op ids
+    index from the end as in Python."""
 
     space: str
     input_size: int
@@ -53,7 +54,7 @@ class FlopsTable:
     stem_stride: int
     pre: int
     post: int
-    layers: list[list[int]]  # layers[i][op] for op in 0..5
+    layers: list[list[int]]  # layers[site][op] for every op of the table
     pre_params: int
     post_params: int
     layer_params: list[list[int]]
@@ -61,21 +62,25 @@ class FlopsTable:
     def arch_flops(self, arch: Sequence[int]) -> int:
         """FLOPs of one architecture: pre + post + its blocks (spec §2.6 ``get_arch_flops``)."""
         self._check_length(len(arch))
-        return self.pre + self.post + sum(self.layers[i][op] for i, op in enumerate(arch) if op != IDENTITY)
+        return self.pre + self.post + sum(self.layers[i][int(op)] for i, op in enumerate(arch))
 
     def arch_params(self, arch: Sequence[int]) -> int:
         """Parameters of the stand-alone network of ``arch`` (BN included, dropout has none)."""
         self._check_length(len(arch))
-        return self.pre_params + self.post_params + sum(
-            self.layer_params[i][op] for i, op in enumerate(arch) if op != IDENTITY)
+        return self.pre_params + self.post_params + sum(self.layer_params[i][int(op)] for i, op in enumerate(arch))
 
     def batch_flops(self, archs: np.ndarray) -> np.ndarray:
         """FLOPs of many architectures at once: ``archs`` is an int array [N, layers]."""
         archs = np.asarray(archs)
         self._check_length(archs.shape[1])
-        table = np.zeros((len(self.layers), len(BLOCK_KEYS) + 1), dtype=np.int64)
-        table[:, : len(BLOCK_KEYS)] = self.layers  # column -1 (identity) stays 0
+        table = np.asarray(self.layers, dtype=np.int64)
         return self.pre + self.post + table[np.arange(archs.shape[1]), archs].sum(axis=1)
+
+    def bounds(self, ops: Sequence[Sequence[int]]) -> tuple[int, int]:
+        """The smallest and largest FLOPs of any architecture of ``ops``."""
+        lo = sum(min(self.layers[i][op] for op in site) for i, site in enumerate(ops))
+        hi = sum(max(self.layers[i][op] for op in site) for i, site in enumerate(ops))
+        return self.pre + self.post + lo, self.pre + self.post + hi
 
     def _check_length(self, n: int) -> None:
         if n != len(self.layers):
@@ -88,19 +93,50 @@ class FlopsTable:
 
     @classmethod
     def load(cls, path: str | Path) -> "FlopsTable":
+        """Read a table written by :meth:`to_json` (a MobileNet table of the first version, 6 columns without the
+        identity column, gets its zero identity column back)."""
         try:
-            return cls(**json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            doc = json.loads(Path(path).read_text())
+            table = cls(**doc)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
             raise UserError(f"cannot read FLOPs table {path}: {exc}") from None
+        from anglenas.spaces import get_space
+
+        width = len(get_space(table.space).op_names)
+        for rows in (table.layers, table.layer_params):
+            for row in rows:
+                row.extend([0] * (width - len(row)))
+        return table
 
 
-def build_flops_table(space: MobileSpace) -> FlopsTable:
-    """Measure the table of ``space`` at its own width, input size and class count."""
+def build_flops_table(space) -> FlopsTable:
+    """The table of ``space`` (any registered :class:`~anglenas.spaces.base.SearchSpace`) at its own size."""
+    return space.flops_table()
+
+
+def counted_macs(build: Callable[[], nn.Module], input_size: int) -> int:
+    """FLOPs of the network ``build()`` returns, counted by running it on the meta device under torch's FLOP
+    counter and converted to the original's convention (multiply-accumulates; ``(2 * in - 1) * out`` for a Linear).
+    An independent check of the closed-form tables."""
+    with torch.device("meta"):
+        model = build().eval()
+        x = torch.empty(1, 3, input_size, input_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    linear = sum((m.in_features - 1) * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    return counter.get_total_flops() // 2 + linear
+
+
+def measure_mobile_space(space) -> FlopsTable:
+    """The table of a :class:`~anglenas.spaces.mobilenet.MobileSpace` (identity, op -1, costs 0)."""
     with torch.device("meta"):  # shapes only: no memory, no init cost
-        return _measure(space)
+        return _measure_mobile(space)
 
 
-def _measure(s: MobileSpace) -> FlopsTable:
+def _measure_mobile(s) -> FlopsTable:
+    from anglenas.nn.blocks import InvertedResidual, conv_bn_relu6, make_block
+    from anglenas.spaces.mobilenet import BLOCK_KEYS
+
     pre, pre_params = chain_flops(
         nn.Sequential(conv_bn_relu6(3, s.stem_channels, 3, s.stem_stride),
              InvertedResidual(s.stem_channels, s.first_block_channels, 3, 1, 1)),
@@ -113,13 +149,15 @@ def _measure(s: MobileSpace) -> FlopsTable:
     for layer in s.layers:
         costs = [chain_flops(make_block(op, layer.inp, layer.oup, layer.stride), layer.input_res)
                  for op in range(len(BLOCK_KEYS))]
-        flops.append([c[0] for c in costs])
-        params.append([c[1] for c in costs])
+        flops.append([c[0] for c in costs] + [0])  # identity
+        params.append([c[1] for c in costs] + [0])
     return FlopsTable(s.name, s.input_size, s.width_mult, s.num_classes, s.stem_stride, pre, post, flops,
                       pre_params, post_params, params)
 
 
 @functools.lru_cache(maxsize=None)
 def reference_table(space_name: str) -> FlopsTable:
-    """The table at the paper's size (224x224, width 1, 1000 classes); FLOPs limits are expressed in it."""
-    return build_flops_table(get_space(space_name))
+    """The table of a registered space at the paper's size; FLOPs limits are expressed in it."""
+    from anglenas.spaces import get_space
+
+    return get_space(space_name).flops_table()

@@ -1,13 +1,14 @@
-"""The operations file: the (shrunk) search space as per-layer lists of op indices (spec §5).
+"""The operations file: the (shrunk) search space as per-site lists of op ids (spec §5), for every registered space.
 
-We write JSON::
+We write JSON that names its space (a registered one) and the op of every id::
 
     {"format": "anglenas-operations", "version": 1, "space": "gpu",
      "op_names": {"-1": "identity", "0": "mobilenet_3x3_ratio_3", ...},
      "operations": [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, -1], ...]}
 
-and also read the original's pickle (a list of lists of int / numpy.int64) through a restricted unpickler that
-refuses every other object, so a crafted file cannot run code.
+and also read the original's pickle (a list of lists of int / numpy.int64: the MobileNet spaces' layers, DARTS'
+14 edges of primitive indices) through a restricted unpickler that refuses every other object, so a crafted file
+cannot run code. Its space is inferred from the number of sites.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 from anglenas.errors import UserError
-from anglenas.spaces import BLOCK_KEYS, IDENTITY, MobileSpace, get_space, op_name, space_for_num_layers
+from anglenas.spaces import get_space, space_for_num_sites
+from anglenas.spaces.base import SearchSpace
 
 FORMAT = "anglenas-operations"
 VERSION = 1
@@ -28,17 +30,16 @@ VERSION = 1
 
 @dataclass
 class Operations:
-    """A search space restricted to ``ops[layer]`` (op indices, ``-1`` = identity, in the original order)."""
+    """A search space restricted to ``ops[site]`` (op ids of the space's table, in the original order)."""
 
-    space: MobileSpace
+    space: SearchSpace
     ops: list[list[int]]
 
     def __post_init__(self) -> None:
-        self.ops = [[int(op) for op in layer] for layer in self.ops]
-        validate(self.space, self.ops)
+        self.ops = self.space.check_operations(self.ops)
 
     @classmethod
-    def full(cls, space: MobileSpace) -> "Operations":
+    def full(cls, space: SearchSpace) -> "Operations":
         return cls(space, space.initial_operations())
 
     @property
@@ -55,7 +56,8 @@ class Operations:
 
     def to_json(self) -> str:
         """Human-readable JSON with a stable key order and one layer per line."""
-        names = {str(op): op_name(op) for op in [IDENTITY, *range(len(BLOCK_KEYS))]}
+        names = {str(self.space.op_id(name)): name for name in self.space.op_names}
+        names = dict(sorted(names.items(), key=lambda kv: int(kv[0])))
         layers = ",\n    ".join(json.dumps(layer) for layer in self.ops)
         return (
             "{\n"
@@ -71,26 +73,12 @@ class Operations:
 
     def describe(self) -> str:
         """Multi-line summary: space, per-layer op names and size."""
-        lines = [f"space: {self.space.name} ({len(self.ops)} layers)"]
-        for i, layer in enumerate(self.ops):
-            lines.append(f"layer {i:2d}: " + ", ".join(op_name(op) for op in layer))
+        lines = [f"space: {self.space.name} ({len(self.ops)} sites)"]
+        width = max(len(self.space.site_name(i)) for i in range(len(self.ops)))
+        for i, site in enumerate(self.ops):
+            lines.append(f"{self.space.site_name(i):>{width}}: " + ", ".join(self.space.op_name(op) for op in site))
         lines.append(f"size: {self.size:.4g} architectures ({self.size}), {self.num_operators} operators")
         return "\n".join(lines)
-
-
-def validate(space: MobileSpace, ops: list[list[int]]) -> None:
-    """Raise :class:`UserError` unless ``ops`` is a legal restriction of ``space``."""
-    if len(ops) != space.num_layers:
-        raise UserError(f"the {space.name} space has {space.num_layers} layers but the operations list has {len(ops)}")
-    for i, (layer, spec) in enumerate(zip(ops, space.layers)):
-        if not layer:
-            raise UserError(f"layer {i} of the operations list is empty; every layer needs at least one op")
-        allowed = set(range(len(BLOCK_KEYS))) | ({IDENTITY} if spec.identity_allowed else set())
-        bad = [op for op in layer if op not in allowed]
-        if bad:
-            raise UserError(f"layer {i} has op(s) {bad} not allowed there; allowed: {sorted(allowed)}")
-        if len(set(layer)) != len(layer):
-            raise UserError(f"layer {i} lists an op twice: {layer}")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -121,7 +109,7 @@ def _load_original_pickle(data: bytes, path: Path) -> list[list[int]]:
     return [[int(op) for op in layer] for layer in obj]
 
 
-def load_operations(path: str | Path, space: MobileSpace | str | None = None) -> Operations:
+def load_operations(path: str | Path, space: SearchSpace | str | None = None) -> Operations:
     """Read a JSON operations file or an original pickle; the space is inferred when not given."""
     path = Path(path)
     if not path.is_file():
@@ -141,11 +129,28 @@ def load_operations(path: str | Path, space: MobileSpace | str | None = None) ->
             raise UserError(f"{path}: operations file version {doc.get('version')} is not supported (expected {VERSION})")
         file_space = get_space(str(doc.get("space")))
         if space_obj is not None and space_obj.name != file_space.name:
-            raise UserError(f"{path} describes the {file_space.name} space, not the {space_obj.name} space")
+            raise UserError(f"{path} describes the {file_space.name} space, not the {space_obj.name} space; pass an "
+                            f"operations file of the {space_obj.name} space")
+        _check_op_names(doc.get("op_names"), file_space, path)
         ops = doc["operations"]
         if not all(isinstance(layer, list) and all(isinstance(o, int) and not isinstance(o, bool) for o in layer)
                    for layer in ops):
             raise UserError(f"{path}: \"operations\" must be a list of lists of integers")
         return Operations(space_obj or file_space, ops)
     ops = _load_original_pickle(data, path)
-    return Operations(space_obj or space_for_num_layers(len(ops)), ops)
+    return Operations(space_obj or space_for_num_sites(len(ops)), ops)
+
+
+def _check_op_names(names, space: SearchSpace, path: Path) -> None:
+    """The file's id -> name map (when present) must agree with the space's op table."""
+    if names is None:
+        return
+    if not isinstance(names, dict):
+        raise UserError(f"{path}: \"op_names\" must map op ids to names")
+    for key, name in names.items():
+        try:
+            ours = space.op_name(int(key))
+        except (ValueError, IndexError):
+            raise UserError(f"{path}: op id {key!r} is not in the {space.name} space's op table") from None
+        if ours != name:
+            raise UserError(f"{path}: op id {key} is {name!r} in the file but {ours!r} in the {space.name} space")

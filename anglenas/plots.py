@@ -8,18 +8,11 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from anglenas.spaces import BLOCK_KEYS, IDENTITY
 
-OP_LABELS = ["3x3 e3", "3x3 e6", "5x5 e3", "5x5 e6", "7x7 e3", "7x7 e6", "id"]
-
-
-def _col(op: int) -> int:
-    return len(BLOCK_KEYS) if op == IDENTITY else op
-
-
-def plot_angle_scores(history: list[dict], num_layers: int, path: str | Path | None = None):
+def plot_angle_scores(history: list[dict], space, path: str | Path | None = None):
     """One heatmap per round, layers x ops coloured by angle score on that round's own scale (W0 may be
     replaced between rounds); red x = dropped that round, grey = absent, dot = the layer's only op."""
+    num_layers, labels = space.num_sites, [_short(name) for name in space.op_names]
     n = len(history)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
@@ -28,17 +21,17 @@ def plot_angle_scores(history: list[dict], num_layers: int, path: str | Path | N
     cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("#e6e6e6")
     for ax, rec in zip(axes.flat, history):
-        grid = np.full((num_layers, len(OP_LABELS)), np.nan)
+        grid = np.full((num_layers, len(labels)), np.nan)
         for layer, op, score in rec["scores"]:
-            grid[layer, _col(op)] = score
+            grid[layer, op % len(labels)] = score
         image = ax.imshow(grid, cmap=cmap, aspect="auto", interpolation="nearest")
         for layer, ops in enumerate(rec["ops_before"]):
             if len(ops) == 1:
-                ax.plot(_col(ops[0]), layer, "o", color="#444444", ms=2.5)
+                ax.plot(ops[0] % len(labels), layer, "o", color="#444444", ms=2.5)
         for layer, op in rec["dropped"]:
-            ax.plot(_col(op), layer, "x", color="red", ms=5, mew=1.5)
+            ax.plot(op % len(labels), layer, "x", color="red", ms=5, mew=1.5)
         ax.set_title(f"round {rec['round']}: {rec['size']:.2g} left", fontsize=8)
-        ax.set_xticks(range(len(OP_LABELS)), OP_LABELS, rotation=90, fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(0, num_layers, 2), [str(i) for i in range(0, num_layers, 2)], fontsize=6)
         ax.set_ylabel("layer", fontsize=7)
         bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
@@ -46,11 +39,16 @@ def plot_angle_scores(history: list[dict], num_layers: int, path: str | Path | N
         bar.set_label("angle (rad)", fontsize=6)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle("ABS operator scores per round: mean angle of the children containing each operator "
+    fig.suptitle(f"ABS on {space.name}: operator scores per round: mean angle of the children containing each operator "
                  "(red x: dropped, dot: last op of its layer)", fontsize=9)
     if path is not None:
         fig.savefig(path, dpi=130)
     return fig
+
+
+def _short(name: str) -> str:
+    """A compact tick label: mobilenet_5x5_ratio_3 -> 5x5 e3."""
+    return name.replace("mobilenet_", "").replace("_ratio_", " e").replace("identity", "id")
 
 
 def plot_search_generations(history: list[dict], path: str | Path | None = None):

@@ -1,13 +1,16 @@
-"""The angle metric of a child network, computed by block decomposition (spec §3.4, Algorithm 1).
+"""The angle metric of ABS (spec §3.4, Algorithm 1), one engine for every registered space.
 
-The weight vector V(W, a) of child ``a`` concatenates the weights every path shares (stem, fixed first block,
-head, classifier) and the conv weights of the block ``a`` picks in each layer (nothing for identity). Its angle is
+The weight vector V(W, a) of child ``a`` concatenates the weights every child shares and, for each input-to-output
+path of each cell instance, the weights of the ops ``a`` places along it: an op appears once per path through it,
+a path with a path-breaking op (``none``) is left out, a constant tensor (pooling as a fixed 1/k^2 kernel) has the
+same value in W0 and W, identity / skip add nothing. A chain space (MobileNet, ShuffleNetV2) is one cell with one
+path through every site. The angle is
 
     theta(a) = arccos( <V(W0, a), V(W, a)> / (|V(W0, a)| |V(W, a)|) ).
 
-The vectors are never built: each block contributes three numbers, <w0, w>, |w0|^2 and |w|^2, and a child's
-inner product and squared norms are sums of its blocks' numbers. Scoring N children is then a gather over a
-[layers, ops, 3] table, milliseconds even for millions of candidates.
+V is never built: each (instance, site, op) contributes three numbers <w0, w>, |w0|^2 and |w|^2, a path the sum
+over its sites, a child the sum over its live paths and instances plus the fixed part. Scoring N children is a
+gather over an [instances, sites, ops, 3] table: milliseconds for millions of chain candidates.
 """
 from __future__ import annotations
 
@@ -16,8 +19,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from anglenas.nn.supernet import MobileSuperNet
-from anglenas.spaces import BLOCK_KEYS, IDENTITY
+from anglenas.spaces.base import SearchSpace
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -26,8 +28,8 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class BlockStats:
-    """``stats(weights)``: [<w0, w>, |w0|^2, |w|^2] summed over parameters ``weights`` of ``model`` and their base
-    weights W0, in float64 on the model's device."""
+    """``stats(weights)``: [<w0, w>, |w0|^2, |w|^2] summed over ``weights`` and their base weights W0, in float64
+    on the model's device. A tensor that is not a parameter of ``model`` is a constant (the same in W0 and W)."""
 
     def __init__(self, model: torch.nn.Module, base: Mapping[str, torch.Tensor]) -> None:
         self.names = {id(p): n for n, p in model.named_parameters()}
@@ -36,8 +38,9 @@ class BlockStats:
     def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
         out = torch.zeros(3, dtype=torch.float64, device=self.device)
         for w in weights:
-            a = self.base[self.names[id(w)]].to(self.device).reshape(-1).double()
-            b = w.detach().reshape(-1).double()
+            b = w.detach().reshape(-1).to(self.device, torch.float64)
+            name = self.names.get(id(w))
+            a = b if name is None else self.base[name].to(self.device).reshape(-1).double()
             out += torch.stack((a @ b, a @ a, b @ b))
         return out
 
@@ -48,22 +51,56 @@ def angle_from_stats(stats: torch.Tensor) -> torch.Tensor:
     return torch.arccos((dot / (n0.sqrt() * n1.sqrt())).clamp(-1.0, 1.0))
 
 
-class BlockAngles:
-    """Block statistics of a supernet against base weights, and the angles of any set of children."""
+class ArchAngles:
+    """Block statistics of a supernet against base weights W0; angles and norms of any set of architectures.
 
-    def __init__(self, model: MobileSuperNet, base: Mapping[str, torch.Tensor]) -> None:
-        stats = BlockStats(model, base)
-        self.fixed = stats(model.fixed_weights())
-        # table[layer, op] for op 0..5; column 6 (index -1) is identity and stays zero
-        self.table = torch.zeros(len(model.layers), len(BLOCK_KEYS) + 1, 3, dtype=torch.float64,
-                                 device=stats.device)
-        for layer in range(len(model.layers)):
-            for op in range(len(BLOCK_KEYS)):
-                self.table[layer, op] = stats(model.block_weights(layer, op))
+    ``model`` implements :class:`~anglenas.spaces.base.AngleWeights`; ``space`` gives the op table, the paths and
+    the path-breaking ops. ``archs`` are [N, sites] (one choice shared by every cell instance) or
+    [N, instances, sites] (a choice per instance).
+    """
+
+    def __init__(self, model: torch.nn.Module, base: Mapping[str, torch.Tensor], space: SearchSpace) -> None:
+        block_stats = BlockStats(model, base)
+        device = block_stats.device
+        self.fixed = block_stats(model.fixed_weights())
+        num_sites, num_ops = space.num_sites, len(space.op_names)
+        allowed = space.initial_operations()
+        self.table = torch.zeros(model.num_instances, num_sites, num_ops, 3, dtype=torch.float64, device=device)
+        for c in range(model.num_instances):
+            for s in range(num_sites):
+                for op in allowed[s]:
+                    self.table[c, s, op % num_ops] = block_stats(model.choice_weights(s, op, c))
+        paths = space.angle_paths
+        self.chain = paths is None and not space.path_breakers
+        paths = paths if paths is not None else (tuple(range(num_sites)),)
+        self.mask = torch.zeros(len(paths), num_sites, dtype=torch.float64, device=device)
+        for p, sites in enumerate(paths):
+            self.mask[p, list(sites)] = 1.0
+        self.breakers = [b % num_ops for b in space.path_breakers]
+        self.num_ops = num_ops
+
+    def stats(self, archs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """[N, 3] = (<V0, V>, |V0|^2, |V|^2) of ``archs``."""
+        archs = torch.as_tensor(np.asarray(archs), dtype=torch.long, device=self.table.device) % self.num_ops
+        table = self.table
+        if archs.dim() == 2:  # one choice for every instance: sum the table over instances first
+            table, archs = table.sum(0, keepdim=True), archs[:, None, :]
+        instances = torch.arange(table.shape[0], device=archs.device)[None, :, None]
+        sites = torch.arange(table.shape[1], device=archs.device)[None, None, :]
+        per_site = table[instances, sites, archs]                                  # [N, C, S, 3]
+        if self.chain:
+            return self.fixed + per_site.sum(dim=(1, 2))
+        on_path = self.mask.bool()
+        alive = torch.ones(*archs.shape[:2], len(self.mask), dtype=torch.bool, device=archs.device)
+        for b in self.breakers:
+            alive &= ~((archs == b)[:, :, None, :] & on_path).any(-1)              # [N, C, P]
+        per_path = torch.einsum("ps,ncsk->ncpk", self.mask, per_site)            # [N, C, P, 3]
+        return self.fixed + (alive[..., None] * per_path).sum(dim=(1, 2))
 
     def angles(self, archs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Angles (radians, float64) of children ``archs`` [N, layers] (``-1`` = identity)."""
-        archs = torch.as_tensor(np.asarray(archs), dtype=torch.long, device=self.table.device)
-        archs = torch.where(archs == IDENTITY, len(BLOCK_KEYS), archs)
-        layers = torch.arange(archs.shape[1], device=archs.device)
-        return angle_from_stats(self.fixed + self.table[layers, archs].sum(dim=1))
+        """Angles (radians, float64) between V(W0, a) and V(W, a)."""
+        return angle_from_stats(self.stats(archs))
+
+    def magnitudes(self, archs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """|V(W, a)|: the norm of the architecture's trained weight vector."""
+        return self.stats(archs)[:, 2].sqrt()

@@ -13,30 +13,26 @@ import numpy as np
 import torch
 
 from anglenas.abs.candidates import CandidateSampler
-from anglenas.spaces import BLOCK_KEYS, IDENTITY
 
 Operator = tuple[int, int]
-
-
-def _col(op: int) -> int:
-    return len(BLOCK_KEYS) if op == IDENTITY else op
 
 
 def score_operators(ops: list[list[int]], sampler: CandidateSampler, angles: Callable[[np.ndarray], torch.Tensor],
                     sample_num: int) -> tuple[dict[Operator, float], np.ndarray]:
     """Scores of all scored operators and the round's children [N, layers]."""
     operators = [(layer, op) for layer, layer_ops in enumerate(ops) if len(layer_ops) > 1 for op in layer_ops]
-    counts = np.zeros((len(ops), len(BLOCK_KEYS) + 1), dtype=np.int64)  # children containing (layer, op)
+    num_ops = len(sampler.space.op_names)
+    counts = np.zeros((len(ops), num_ops), dtype=np.int64)  # children containing (layer, op), negative ids wrap
     chunks: list[np.ndarray] = []
     rows = np.arange(len(ops))
     for layer, op in operators:
-        need = sample_num - counts[layer, _col(op)]
+        need = sample_num - counts[layer, op % num_ops]
         if need <= 0:
             continue
         new = sampler.sample_containing(layer, op, int(need))
         if len(new):
             chunks.append(new)
-            np.add.at(counts, (np.broadcast_to(rows, new.shape), np.where(new == IDENTITY, len(BLOCK_KEYS), new)), 1)
+            np.add.at(counts, (np.broadcast_to(rows, new.shape), new % num_ops), 1)
     children = np.concatenate(chunks) if chunks else np.zeros((0, len(ops)), dtype=np.int64)
     theta = angles(children).cpu().numpy() if len(children) else np.zeros(0)
     scores = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anglenas.abs.angle import BlockAngles, snapshot
+from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
 from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
@@ -26,11 +26,10 @@ from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.log import RunLogger
-from anglenas.nn import MobileSuperNet, init_weights
+from anglenas.nn.init import init_weights
 from anglenas.operations import Operations
-from anglenas.spaces import get_space, space_names
+from anglenas.spaces import get_space
 from anglenas.train.dist import barrier, broadcast_object, init_distributed
-from anglenas.train.samplers import UniformPathSampler
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 CHECKPOINT = "checkpoint.pt"
@@ -42,11 +41,13 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "operation
 class ShrinkConfig(DataConfig, SupernetTrainConfig):
     """ABS shrinking; ``None`` means the space's default (spec §3.1 table)."""
 
-    space: str = field("gpu", "search space", choices=tuple(space_names()))
+    space: str = field("gpu", "search space: a registered one (gpu, fairnas, darts, shufflenetv2, nb201, ...)")
     save: str = field("runs/shrink", "run folder: checkpoint, log, TensorBoard, scores, operations file")
     operations_path: str = field("", "operations file to write (default: SAVE/operations.json)")
-    first_stage_epochs: int = field(100, "supernet epochs before the first round")
-    other_stage_epochs: int = field(5, "supernet epochs before each later round")
+    first_stage_epochs: int | None = field(None, "supernet epochs before the first round (space default: 100, "
+                                                 "darts 150)")
+    other_stage_epochs: int | None = field(None, "supernet epochs before each later round (space default: 5, "
+                                                 "darts 20)")
     lr_horizon_epochs: int | None = field(None, "epochs over which the LR decays to min_lr (gpu 250, fairnas 200)")
     drop_rule: str | None = field(None, "global (SPOS) or per_layer (FairNAS)", choices=("global", "per_layer", None))
     drops_per_round: int | None = field(None, "operators dropped per round by the global rule (gpu 7)")
@@ -54,7 +55,8 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
     sample_num: int = field(1000, "children sampled per operator to score it")
     limit_flops: bool = field(True, "only sample children within [min_flops, max_flops]")
     min_flops: float = field(0.0, "FLOPs floor of sampled children (paper units: 224x224, width 1)")
-    max_flops: float | None = field(None, "FLOPs ceiling of sampled children (gpu 600e6, fairnas 330e6)")
+    max_flops: float | None = field(None, "FLOPs ceiling of sampled children in real FLOPs (gpu 600e6, fairnas "
+                                          "317.15e6 = the original's 330e6 less its stem over-count)")
     stop_threshold: float = field(1e6, "stop once the space holds at most this many architectures")
     base_refresh_threshold: int = field(50, "replace W0 by the current weights once more than this many "
                                             "operators were dropped (0 disables)")
@@ -71,11 +73,16 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
         d = get_space(self.space).shrink
         return dataclasses.replace(
             self,
+            first_stage_epochs=self.first_stage_epochs if self.first_stage_epochs is not None
+            else d.first_stage_epochs,
+            other_stage_epochs=self.other_stage_epochs if self.other_stage_epochs is not None
+            else d.other_stage_epochs,
+            limit_flops=self.limit_flops and (self.max_flops is not None or d.max_flops is not None),
             lr_horizon_epochs=self.lr_horizon_epochs or d.lr_horizon_epochs,
             drop_rule=self.drop_rule or d.drop_rule,
             drops_per_round=self.drops_per_round or d.drops_per_round,
             max_rounds=self.max_rounds or d.max_rounds,
-            max_flops=self.max_flops if self.max_flops is not None else d.max_flops,
+            max_flops=self.max_flops if self.max_flops is not None else d.max_flops or float("inf"),
             init=self.init or d.init,
         )
 
@@ -114,12 +121,12 @@ class Shrinker:
             check_flops_feasible(self.state.ops, self.flops, cfg.min_flops, cfg.max_flops)
 
         torch.manual_seed(cfg.seed)
-        model = MobileSuperNet(self.space)
+        model = self.space.supernet()
         init_weights(model, cfg.init)
         self.stream = self.data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world,
                                              cfg.channels_last)
         self.steps_per_epoch = self.stream.steps_per_epoch
-        self.trainer = SupernetTrainer(model, UniformPathSampler(self.state.ops, cfg.seed), self.stream, cfg,
+        self.trainer = SupernetTrainer(model, self.space.train_sampler(self.state.ops, cfg.seed), self.stream, cfg,
                                        cfg.lr_horizon_epochs * self.steps_per_epoch, self.device, self.env,
                                        self.logger)
         self.base = snapshot(self.trainer.model)
@@ -145,7 +152,7 @@ class Shrinker:
         self.state = ShrinkState(**ckpt["state"])
         self.trainer.load_state_dict(ckpt)
         self.base = ckpt["base"]
-        self.trainer.sampler = UniformPathSampler(self.state.ops, self.cfg.seed)
+        self.trainer.sampler = self.space.train_sampler(self.state.ops, self.cfg.seed)
         self.logger.info(f"resumed from {path}: round {self.state.round}, step {self.state.step}, "
                          f"space size {Operations(self.ref_space, self.state.ops).size:.3g}")
 
@@ -170,12 +177,12 @@ class Shrinker:
             record = broadcast_object(record, self.env)
             st.ops = record["ops"]
             st.history.append(record)
-            dropped_total = (st.round + 1) * cfg.drops_per_round
+            dropped_total = sum(len(r["dropped"]) for r in st.history)  # what was dropped, not a formula
             if not st.base_refreshed and cfg.base_refresh_threshold and dropped_total > cfg.base_refresh_threshold:
                 self.base, st.base_refreshed = snapshot(self.trainer.model), True
                 self.logger.info(f"base weights W0 replaced by the current weights ({dropped_total} drops so far)")
             st.round += 1
-            self.trainer.sampler = UniformPathSampler(st.ops, cfg.seed)
+            self.trainer.sampler = self.space.train_sampler(st.ops, cfg.seed)
             self._checkpoint()
             self._write_reports()
         final = Operations(self.ref_space, st.ops)
@@ -192,10 +199,9 @@ class Shrinker:
     def _score_round(self) -> dict:
         cfg, st = self.cfg, self.state
         t0 = time.perf_counter()
-        sampler = CandidateSampler(st.ops, np.random.default_rng([cfg.seed, st.round, 1]),
-                                   uniform_depth=cfg.space == "gpu", flops=self.flops,
-                                   min_flops=cfg.min_flops, max_flops=cfg.max_flops)
-        angles = BlockAngles(self.trainer.model, self.base)
+        sampler = CandidateSampler(self.ref_space, st.ops, np.random.default_rng([cfg.seed, st.round, 1]),
+                                   flops=self.flops, min_flops=cfg.min_flops, max_flops=cfg.max_flops)
+        angles = ArchAngles(self.trainer.model, self.base, self.space)
         scores, children = score_operators(st.ops, sampler, angles.angles, cfg.sample_num)
         if cfg.drop_rule == "global":
             dropped = drop_global(st.ops, scores, cfg.drops_per_round)
@@ -220,4 +226,4 @@ class Shrinker:
         from anglenas.plots import plot_angle_scores
 
         atomic_write_text(self.save / "scores.json", json.dumps(self.state.history, indent=1) + "\n")
-        return plot_angle_scores(self.state.history, self.ref_space.num_layers, self.save / "angle_scores.png")
+        return plot_angle_scores(self.state.history, self.ref_space, self.save / "angle_scores.png")

@@ -33,6 +33,7 @@ from anglenas.nb201.data import NB201Data, NB201DataConfig
 from anglenas.nb201.drop import DROP_METRICS, FULL_OPS, drop_report, ground_truth_ranks, operator_scores
 from anglenas.nb201.metrics import kendall_tau, random_scores, spearman_rho, supernet_accuracy
 from anglenas.nb201.model import CellPathSampler, NB201SuperNet
+from anglenas.nb201.optim import SEMANTICS, update_every_parameter
 from anglenas.nb201.search import evolve
 from anglenas.nb201.space import OPS, to_str
 from anglenas.search.evolution import Arch, EvolutionConfig
@@ -43,7 +44,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = ("angle", "magnitude", "random", "acc_rebn", "acc_no_rebn", "angle_acc_subset")
 """Scores ranked against the ground truth; the accuracy ones and ``angle_acc_subset`` on the sampled subset."""
 TRAINING_FIELDS = ("dataset", "data_dir", "split_seed", "resolution", "batch_size", "lr", "min_lr", "momentum",
-                   "weight_decay", "label_smoothing", "grad_clip", "channels", "cells_per_stage", "channels_last")
+                   "weight_decay", "label_smoothing", "grad_clip", "channels", "cells_per_stage", "channels_last",
+                   "optimizer_semantics")
 
 
 @dataclass
@@ -53,7 +55,12 @@ class NB201Config(NB201DataConfig, SupernetTrainConfig):
     batch_size: int = field(256, "batch size")
     lr: float = field(0.1, "initial learning rate (linear decay to min_lr over lr_horizon_epochs)")
     min_lr: float = field(1e-3, "learning-rate floor")
-    weight_decay: float = field(5e-4, "weight decay of conv and classifier weights")
+    weight_decay: float = field(5e-4, "weight decay (original: every parameter; sampled_only: conv and classifier "
+                                      "weights)")
+    optimizer_semantics: str = field("original", "original: every parameter is stepped every step (Nesterov "
+                                                 "momentum, decay on all, BN included), as the original's NB201 "
+                                                 "trainer; sampled_only: only the sampled path moves",
+                                     choices=SEMANTICS)
     label_smoothing: float = field(0.0, "label smoothing")
     seed: int = field(0, "first seed (seeds seed, seed+1, ...)")
     save: str = field("runs/nb201", "run folder (one seed-N sub-folder per seed)")
@@ -117,6 +124,8 @@ class SupernetRun:
         self.trainer = SupernetTrainer(model, CellPathSampler(len(model.search_cells), seed), self.stream, cfg,
                                        horizon, device, logger=logger)
         self.model = self.trainer.model
+        if cfg.optimizer_semantics == "original":
+            self.trainer.optimizer = update_every_parameter(self.model, cfg.lr, cfg.momentum, cfg.weight_decay)
         self.epoch, self.records = 0, []
         self._resume()
 

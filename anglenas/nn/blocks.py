@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from anglenas.spaces import BLOCK_SHAPES
+from anglenas.spaces.mobilenet import BLOCK_SHAPES
 
 
 def conv_bn_relu6(inp: int, oup: int, kernel: int, stride: int) -> nn.Sequential:

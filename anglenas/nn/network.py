@@ -10,10 +10,9 @@ from typing import Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from anglenas.nn.blocks import InvertedResidual, conv_bn_relu6, make_block
-from anglenas.spaces import IDENTITY, MobileSpace
+from anglenas.spaces.mobilenet import IDENTITY, MobileSpace
 
 
 class MobileNetwork(nn.Module):
@@ -55,17 +54,3 @@ def path_state_dict(supernet_state: Mapping[str, torch.Tensor], arch: Sequence[i
         if ops == "ops" and int(op) == int(arch[int(layer)]):
             out[f"layers.{layer}.{rest}"] = value
     return out
-
-
-def counted_flops(space: MobileSpace, arch: Sequence[int]) -> int:
-    """FLOPs of the network of ``arch`` counted by running it (on the meta device) under torch's FLOP counter,
-    converted to the original's convention (multiply-accumulates; ``(2 * in - 1) * out`` for the classifier).
-
-    An independent check of the closed-form :class:`~anglenas.flops.FlopsTable`."""
-    with torch.device("meta"):
-        model = MobileNetwork(space, arch).eval()
-        x = torch.empty(1, 3, space.input_size, space.input_size)
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    # the counter gives 2 * MACs everywhere; the original counts the classifier as (2 * in - 1) * out
-    return counter.get_total_flops() // 2 + (space.head_channels - 1) * space.num_classes

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from anglenas.nn.blocks import InvertedResidual, conv_bn_relu6, make_block
-from anglenas.spaces import BLOCK_KEYS, IDENTITY, LayerSpec, MobileSpace
+from anglenas.spaces.mobilenet import BLOCK_KEYS, IDENTITY, LayerSpec, MobileSpace
 
 
 class ChoiceLayer(nn.Module):
@@ -25,8 +25,11 @@ class ChoiceLayer(nn.Module):
 class MobileSuperNet(nn.Module):
     """Stem -> fixed t=1 block -> one :class:`ChoiceLayer` per searchable layer -> 1x1 head -> pool -> linear.
 
-    ``forward(x, arch)`` runs the single path ``arch`` (one op index per layer, ``-1`` = identity).
+    ``forward(x, arch)`` runs the single path ``arch`` (one op index per layer, ``-1`` = identity). Implements the
+    angle's weight protocol (:class:`~anglenas.spaces.base.AngleWeights`) of a chain space.
     """
+
+    num_instances = 1
 
     def __init__(self, space: MobileSpace) -> None:
         super().__init__()
@@ -51,6 +54,6 @@ class MobileSuperNet(nn.Module):
         """Weights every path shares, in the angle vector's order: stem, first block dw+pw, head, classifier."""
         return [self.stem[0].weight, *self.first_block.conv_weights, self.head[0].weight, self.classifier.weight]
 
-    def block_weights(self, layer: int, op: int) -> list[torch.Tensor]:
-        """Conv weights of block ``op`` in layer ``layer`` (empty for identity)."""
-        return [] if op == IDENTITY else self.layers[layer].ops[op].conv_weights
+    def choice_weights(self, site: int, op: int, instance: int = 0) -> list[torch.Tensor]:
+        """Conv weights of block ``op`` in layer ``site`` (empty for identity)."""
+        return [] if op == IDENTITY else self.layers[site].ops[op].conv_weights

@@ -148,8 +148,10 @@ class SearchSpace(ABC):
                                 + ", ".join(f"{a} ({self.op_name(a)})" for a in allowed))
         return arch
 
-    def describe_arch(self, arch: Arch) -> str:
-        return " ".join(str(int(op)) for op in arch)
+    def read_arch_file(self, path) -> Any | None:
+        """An architecture from a file of a format this space owns (e.g. a DARTS ``genotype.json``), or None when
+        the file is not of that format. Search results are read by :mod:`anglenas.archs` for every space."""
+        return None
 
     # -- sizes ----------------------------------------------------------------------------------------------------
     @abstractmethod
