@@ -103,17 +103,15 @@ class ChoiceBlock(nn.Module):
         return self.ops[op](x)
 
 
-class _Head(nn.Module):
-    """Stem and head shared by the supernet and the network: conv-BN-ReLU stem; 1x1 head, pool, linear."""
-
-    def _build_ends(self, space: "ShuffleNetV2Space") -> None:
-        self.stem = conv_bn_relu(3, space.stem_channels, 3, space.stem_stride)
-        self.head = conv_bn_relu(space.sites[-1].oup, space.head_channels, 1, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(space.head_channels, space.num_classes, bias=False)
+def _add_ends(model: nn.Module, space: "ShuffleNetV2Space") -> None:
+    """The parts every path shares: conv-BN-ReLU stem; 1x1 head, global average pool, linear without bias."""
+    model.stem = conv_bn_relu(3, space.stem_channels, 3, space.stem_stride)
+    model.head = conv_bn_relu(space.sites[-1].oup, space.head_channels, 1, 1)
+    model.pool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Linear(space.head_channels, space.num_classes, bias=False)
 
 
-class ShuffleSuperNet(_Head):
+class ShuffleSuperNet(nn.Module):
     """Stem -> one :class:`ChoiceBlock` per site -> 1x1 head -> pool -> linear; ``forward(x, arch)`` runs one path.
 
     Implements the angle weight protocol (:class:`anglenas.spaces.base.AngleWeights`).
@@ -123,7 +121,7 @@ class ShuffleSuperNet(_Head):
 
     def __init__(self, space: "ShuffleNetV2Space") -> None:
         super().__init__()
-        self._build_ends(space)
+        _add_ends(self, space)
         self.layers = nn.ModuleList(ChoiceBlock(site) for site in space.sites)
 
     def forward(self, x: torch.Tensor, arch: Sequence[int]) -> torch.Tensor:
@@ -143,12 +141,12 @@ class ShuffleSuperNet(_Head):
         return self.layers[site].ops[op].conv_weights
 
 
-class ShuffleNetwork(_Head):
+class ShuffleNetwork(nn.Module):
     """The stand-alone network of one architecture: stem -> its 20 blocks -> head -> pool -> dropout -> linear."""
 
     def __init__(self, space: "ShuffleNetV2Space", arch: Sequence[int], dropout: float = 0.1) -> None:
         super().__init__()
-        self._build_ends(space)
+        _add_ends(self, space)
         self.layers = nn.ModuleList(make_block(int(op), site) for op, site in zip(arch, space.sites))
         self.dropout = nn.Dropout(dropout)
 
