@@ -1,24 +1,32 @@
-"""A small NAS-Bench-201-like API over the ground truth: 200-epoch test accuracy of all 15,625 cells.
+"""A NAS-Bench-201 / NATS-Bench API over the ground truth: the calls NB201 users already write.
 
-The default source is the table shipped with the package (``nats_bench.csv``, see README.md here); a user's
-official benchmark file (NAS-Bench-201 ``NAS-Bench-201-v1_*.pth`` or NATS-Bench ``NATS-tss-v1_0-3ffb9-simple``)
-is read through the optional ``nas_201_api`` / ``nats_bench`` packages and served through the same calls.
-An architecture's index is its row in the benchmark, i.e. the benchmark's own order.
+The default source is the table shipped with the package (``nats_bench.csv``, see README.md here): the
+200-epoch test accuracy (mean over seeds) of all 15,625 cells on CIFAR-10 (``ori-test``), CIFAR-100 and
+ImageNet16-120 (``x-test``). A user's official benchmark file (NAS-Bench-201 ``NAS-Bench-201-v1_*.pth`` or
+NATS-Bench ``NATS-tss-v1_0-3ffb9-simple``) is read through the optional ``nas_201_api`` / ``nats_bench``
+packages and answers the same calls with the official values. An architecture's index is its row in the
+benchmark, i.e. the benchmark's own order.
 
     api = Benchmark.load()
     i = api.query_index_by_arch("|nor_conv_3x3~0|+|...|")
-    api.accuracy(i, "cifar10"), api.accuracy(api[i], "cifar100")
+    api.get_more_info(i, "cifar10", hp="200")["test-accuracy"]
+    api.query_meta_info_by_index(i).get_metrics("cifar100", "x-test")["accuracy"]
+    api.get_cost_info(i, "cifar10")  # {'flops': M, 'params': MB, 'latency': None}, counted here
+
+Over the shipped table, what it does not hold (per-epoch curves, ``hp='12'``, single trials, train / valid
+metrics, losses, ``cifar10-valid``) raises a :class:`UserError` that says an official file is needed.
 """
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from anglenas.errors import UserError
 from anglenas.nb201 import space
+from anglenas.nb201.network import cell_cost
 
 TABLE = Path(__file__).with_name("nats_bench.csv")
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
@@ -27,6 +35,15 @@ _CSV_COLUMNS = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100
 _ALIASES = {"cifar10": "cifar10", "c10": "cifar10", "cifar100": "cifar100", "c100": "cifar100",
             "imagenet16-120": "ImageNet16-120", "imagenet16": "ImageNet16-120", "in16": "ImageNet16-120",
             "imagenet": "ImageNet16-120"}
+SIZES = {"cifar10-valid": (10, 32), "cifar10": (10, 32), "cifar100": (100, 32), "ImageNet16-120": (120, 16)}
+"""(classes, input side) of NB201's training sets."""
+TEST_SET = {"cifar10": "ori-test", "cifar100": "x-test", "ImageNet16-120": "x-test"}
+"""The evaluation set whose 200-epoch accuracy the shipped table holds (NB201's ``test-accuracy``)."""
+LAST_EPOCH = 199
+OFFICIAL = ("an official benchmark file (NAS-Bench-201-v1_1-096897.pth with `pip install nas-bench-201`, or "
+            "NATS-tss-v1_0-3ffb9-simple with `pip install nats_bench`; pass it as --benchmark or Benchmark.load(path))")
+_OFFICIAL_ONLY = ("query_by_index", "get_net_param", "reload", "statistics", "simulate_train_eval",
+                  "get_latency", "get_unique_str", "clear_params")
 
 
 def dataset_key(name: str) -> str:
@@ -37,11 +54,99 @@ def dataset_key(name: str) -> str:
     return key
 
 
-class Benchmark:
-    """Arch strings and test accuracies (%) of every cell, in the benchmark's index order."""
+def hp_key(hp: str | int | bool) -> str:
+    """NB201's training schedule, '12' or '200' epochs; NB201 v1.0's ``use_12epochs_result`` flag is accepted."""
+    if isinstance(hp, bool):
+        return "12" if hp else "200"
+    key = str(hp)
+    if key not in ("12", "200"):
+        raise UserError(f"hp must be '12' or '200' (NB201's 12- and 200-epoch schedules), got {hp!r}")
+    return key
 
-    def __init__(self, arch_strs: list[str], accuracies: dict[str, np.ndarray], source: str) -> None:
-        self.arch_strs, self.source = list(arch_strs), source
+
+def _table_dataset(name: str) -> str:
+    if name == "cifar10-valid":
+        raise UserError(f"the shipped table has no 'cifar10-valid' results (NB201's run on the 25k train split); "
+                        f"use 'cifar10' or {OFFICIAL}")
+    return dataset_key(name)
+
+
+def _check_table_query(iepoch: int | None, hp: str | int | bool, is_random: bool | int) -> None:
+    """:class:`UserError` unless the shipped table holds the query's schedule, epoch and trial."""
+    if hp_key(hp) != "200":
+        raise UserError(f"the shipped table holds NB201's 200-epoch results only; hp='12' needs {OFFICIAL}")
+    if iepoch is not None and int(iepoch) != LAST_EPOCH:
+        raise UserError(f"the shipped table holds the final epoch only; per-epoch curves (iepoch={iepoch}) "
+                        f"need {OFFICIAL}")
+    if is_random is not False:
+        raise UserError(f"the shipped table holds the mean over seeds (is_random=False); single trials "
+                        f"(is_random={is_random!r}) need {OFFICIAL}")
+
+
+class TableInfo(dict):
+    """A result dict of the shipped table: a key it does not hold raises a :class:`UserError` naming the key."""
+
+    def __missing__(self, key: Any) -> Any:
+        raise UserError(f"the shipped table holds {', '.join(map(repr, self))} here, not {key!r}; that needs {OFFICIAL}")
+
+
+class TableArchResults:
+    """``query_meta_info_by_index`` over the shipped table: NB201's ``ArchResults`` calls for one architecture."""
+
+    def __init__(self, bench: "Benchmark", index: int) -> None:
+        self.bench, self.arch_index, self.arch_str = bench, index, bench.arch_strs[index]
+
+    def get_dataset_names(self) -> list[str]:
+        return list(DATASETS)
+
+    def get_metrics(self, dataset: str, setname: str, iepoch: int | None = None,
+                    is_random: bool | int = False) -> TableInfo:
+        """{'iepoch', 'accuracy'} of the 200-epoch run on ``dataset`` evaluated on ``setname``."""
+        key = _table_dataset(dataset)
+        _check_table_query(iepoch, "200", is_random)
+        if setname != TEST_SET[key]:
+            raise UserError(f"the shipped table holds {key} '{TEST_SET[key]}' only; '{setname}' needs {OFFICIAL}")
+        return TableInfo(iepoch=LAST_EPOCH, accuracy=self.bench.accuracy(self.arch_index, key))
+
+    def get_compute_costs(self, dataset: str) -> TableInfo:
+        """{'flops' (M), 'params' (MB), 'latency' (None: not measured)} counted here."""
+        return self.bench.get_cost_info(self.arch_index, dataset)
+
+    get_comput_costs = get_compute_costs  # the spelling of NB201's README
+
+    def __repr__(self) -> str:
+        return f"TableArchResults(arch-index={self.arch_index}, arch={self.arch_str}, 200-epoch test accuracies)"
+
+
+class _OfficialArchResults:
+    """An official ``ArchResults`` that also answers README's ``get_comput_costs`` spelling."""
+
+    def __init__(self, results: Any) -> None:
+        self._results = results
+
+    def get_comput_costs(self, dataset: str) -> dict:
+        return self._results.get_compute_costs(dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._results, name)
+
+
+def _looks_official(path: Path) -> bool:
+    """Whether ``path`` can be an NB201 / NATS-Bench file: a NATS-Bench folder, or a torch / pickle / bz2 file."""
+    if path.is_dir():
+        return (path / "meta.pickle.pbz2").exists() or (path / "meta.pickle").exists()
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith((b"PK\x03\x04", b"BZh", b"\x80"))
+
+
+class Benchmark:
+    """Arch strings and test accuracies (%) of every cell, in the benchmark's index order; ``official`` is the
+    official API object when the source is an official file (its calls then answer with official values)."""
+
+    def __init__(self, arch_strs: list[str], accuracies: dict[str, np.ndarray], source: str,
+                 official: Any = None) -> None:
+        self.arch_strs, self.source, self.official = list(arch_strs), source, official
         self.acc = {k: np.asarray(v, dtype=np.float64) for k, v in accuracies.items()}
         self._index = {s: i for i, s in enumerate(self.arch_strs)}
         if len(self._index) != len(self.arch_strs):
@@ -58,6 +163,9 @@ class Benchmark:
             raise UserError(f"benchmark file {path} does not exist")
         if path.suffix == ".csv":
             return cls.from_csv(path)
+        if not _looks_official(path):
+            raise UserError(f"{path} is not a benchmark file: give a CSV in the shipped format, a NAS-Bench-201 "
+                            f"NAS-Bench-201-v1_*.pth or a NATS-Bench NATS-tss-v1_0-3ffb9-simple folder")
         return cls.from_official(path)
 
     @classmethod
@@ -99,7 +207,7 @@ class Benchmark:
         except TypeError as exc:  # NAS-Bench-201 API < 2.0 has no `hp` argument
             raise UserError(f"the installed benchmark API is too old to read {path} ({exc}); "
                             f"`pip install -U nats_bench` or `nas-bench-201>=2.0`") from None
-        return cls(strs, accs, path)
+        return cls(strs, accs, path, official=api)
 
     # -- the NB201-like calls -----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -134,3 +242,75 @@ class Benchmark:
     def indices_of(self, cells: np.ndarray) -> np.ndarray:
         """Benchmark indices of cells [N, 6]."""
         return np.array([self._cell_index[tuple(c)] for c in np.asarray(cells).tolist()], dtype=np.int64)
+
+    # -- the NB201 / NATS-Bench calls -----------------------------------------------------------------------------
+    def arch(self, index: int) -> str:
+        """The arch string of ``index``."""
+        return self[index]
+
+    def _index_of(self, arch: int | str | tuple[int, ...]) -> int:
+        return self.check_index(arch) if isinstance(arch, (int, np.integer)) else self.query_index_by_arch(arch)
+
+    def get_more_info(self, index: int | str, dataset: str, iepoch: int | None = None, hp: str | int | bool = "200",
+                      is_random: bool | int = False) -> dict:
+        """NB201's summary of one run: a dict with ``test-accuracy`` (%), and over an official file also the
+        train / valid losses, accuracies and times. ``hp`` True / False is NB201 v1.0's ``use_12epochs_result``."""
+        index, hp = self._index_of(index), hp_key(hp)
+        if self.official is not None:
+            return self.official.get_more_info(index, dataset, iepoch=iepoch, hp=hp, is_random=is_random)
+        key = _table_dataset(dataset)
+        _check_table_query(iepoch, hp, is_random)
+        return TableInfo({"test-accuracy": self.accuracy(index, key)})
+
+    def query_meta_info_by_index(self, index: int | str, hp: str | int | bool = "200") -> Any:
+        """NB201's ``ArchResults`` of one architecture: ``get_metrics(dataset, setname)``,
+        ``get_compute_costs(dataset)`` (also spelled ``get_comput_costs``), ``get_dataset_names()``."""
+        index, hp = self._index_of(index), hp_key(hp)
+        if self.official is not None:
+            return _OfficialArchResults(self.official.query_meta_info_by_index(index, hp=hp))
+        _check_table_query(None, hp, False)
+        return TableArchResults(self, index)
+
+    def get_cost_info(self, index: int | str, dataset: str, hp: str | int | bool = "200") -> dict:
+        """{'flops' (M), 'params' (MB), 'latency' (s)} of the network of ``index`` at NB201's size (C=16, N=5)
+        trained on ``dataset``. Counted here (:func:`~anglenas.nb201.network.cell_cost`; latency None); over an
+        official file the official values, with the counted ones added as ``counted-flops`` / ``counted-params``."""
+        index = self._index_of(index)
+        if dataset not in SIZES:
+            dataset = dataset_key(dataset)
+        flops, params = cell_cost(tuple(self.cells[index]), *SIZES[dataset])
+        counted = {"flops": flops / 1e6, "params": params / 1e6}
+        if self.official is None:
+            return TableInfo(counted, latency=None)
+        info = dict(self.official.query_meta_info_by_index(index, hp=hp_key(hp)).get_compute_costs(dataset))
+        info.update({"counted-flops": counted["flops"], "counted-params": counted["params"]})
+        return info
+
+    def query_by_arch(self, arch: int | str, hp: str | int | bool = "200") -> str:
+        """The text :meth:`show` prints for one architecture (NB201's ``query_info_str_by_arch``)."""
+        index, hp = self._index_of(arch), hp_key(hp)
+        if self.official is not None:
+            return self.official.query_by_arch(index, hp)
+        _check_table_query(None, hp, False)
+        lines = [f"[{index:05d}] {self.arch_strs[index]}"]
+        for d in DATASETS:
+            cost = self.get_cost_info(index, d)
+            lines.append(f"{d:14s} FLOP={cost['flops']:6.2f} M, Params={cost['params']:.3f} MB, "
+                         f"test ({TEST_SET[d]}, 200 epochs, mean over seeds) : top1 = {self.accuracy(index, d):.2f}%")
+        return "\n".join(lines)
+
+    def show(self, index: int = -1) -> None:
+        """Print what the benchmark holds on architecture ``index`` (-1: on every architecture)."""
+        if self.official is not None:
+            return self.official.show(index)
+        for i in range(len(self)) if index == -1 else [self.check_index(index)]:
+            print(self.query_by_arch(i))
+
+    def __getattr__(self, name: str) -> Any:
+        official = self.__dict__.get("official")
+        if official is not None and not name.startswith("_"):
+            return getattr(official, name)
+        if name in _OFFICIAL_ONLY:
+            raise UserError(f"{name} needs the trials of {OFFICIAL}; the shipped table holds 200-epoch test "
+                            f"accuracies only")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -10,12 +10,14 @@ one onto this network (:func:`path_state_dict`).
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from anglenas.nb201.model import ReLUConvBN, ResidualReduction
 from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, POOL, Cell, check_cell
@@ -109,6 +111,40 @@ class NB201Network(nn.Module):
         return out
 
 
+@functools.lru_cache(maxsize=4096)
+def counted_cost(cell: Cell, num_classes: int = 10, input_size: int = 32, channels: int = 16,
+                 cells_per_stage: int = 5) -> tuple[int, int]:
+    """(FLOPs, parameters) of the network of ``cell`` in NB201's convention, counted by running it on the meta
+    device under torch's FLOP counter: FLOPs are multiply-accumulates of the convolutions and the classifier
+    plus the classifier's bias additions; parameters include every BN's affine pair."""
+    with torch.device("meta"):
+        model = NB201Network(tuple(cell), num_classes, channels, cells_per_stage).eval()
+        x = torch.empty(1, 3, input_size, input_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    macs = counter.get_total_flops() // 2  # torch counts 2 FLOPs per multiply-accumulate
+    return macs + num_classes, sum(p.numel() for p in model.parameters())
+
+
+@functools.lru_cache(maxsize=64)
+def _op_costs(num_classes: int, input_size: int, channels: int) -> np.ndarray:
+    """[1 + ops, 2]: counted (FLOPs, params) of the all-``none`` network, then the increase from putting op k on
+    one edge of the single cell of each stage (one cell per stage; all edges of a cell cost the same)."""
+    size = (num_classes, input_size, channels, 1)
+    base = np.array(counted_cost((NONE,) * NUM_EDGES, *size), dtype=np.int64)
+    rows = [base] + [np.array(counted_cost((op,) + (NONE,) * (NUM_EDGES - 1), *size)) - base for op in range(5)]
+    return np.stack(rows)
+
+
+def cell_cost(cell: Cell, num_classes: int = 10, input_size: int = 32, channels: int = 16,
+              cells_per_stage: int = 5) -> tuple[int, int]:
+    """:func:`counted_cost` of ``cell`` assembled from six counted one-cell-per-stage networks: costs add up
+    over edges and over the identical cells of a stage."""
+    table = _op_costs(num_classes, input_size, channels)
+    flops, params = table[0] + cells_per_stage * table[1 + np.asarray(cell, dtype=np.int64)].sum(0)
+    return int(flops), int(params)
+
+
 _EDGE_KEY = re.compile(r"^layers\.(\d+)\.edges\.(\d+)\.(\d+)\.(.+)$")
 
 
@@ -136,4 +172,4 @@ def path_state_dict(supernet_state: Mapping[str, torch.Tensor], cells: Cells) ->
     return out
 
 
-__all__ = ["FixedCell", "NB201Network", "Zero", "path_state_dict", "per_cell"]
+__all__ = ["FixedCell", "NB201Network", "Zero", "cell_cost", "counted_cost", "path_state_dict", "per_cell"]

@@ -1,0 +1,183 @@
+"""The NB201 / NATS-Bench calls of `Benchmark` against the shipped CSV read directly, hand-counted costs,
+a README-style user script, an official API stand-in, and the errors for what the table does not hold."""
+import csv
+import runpy
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from anglenas.errors import UserError
+from anglenas.nb201 import space
+from anglenas.nb201.api import TABLE, Benchmark
+from anglenas.nb201.network import NB201Network, cell_cost, counted_cost
+
+BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+@pytest.fixture(scope="module")
+def api():
+    return Benchmark.load()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    with open(TABLE, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_get_more_info_and_meta_info_return_the_table_values(api, rows):
+    assert api.get_more_info(6111, "cifar10", hp="200")["test-accuracy"] == pytest.approx(94.3733333, abs=1e-6)
+    for i in (0, 857, 9930, 15624):
+        r = rows[i]
+        assert api.arch(i) == r["ArchitectureString"]
+        assert api.get_more_info(i, "cifar10")["test-accuracy"] == float(r["CIFAR10TestAccuracy200Epochs"])
+        assert api.get_more_info(r["ArchitectureString"], "cifar100", None, "200", False)["test-accuracy"] == \
+            float(r["CIFAR100TestAccuracy200Epochs"])
+        assert api.get_more_info(i, "ImageNet16-120", iepoch=199, hp=200)["test-accuracy"] == \
+            float(r["ImageNetTestAccuracy200Epochs"])
+        info = api.query_meta_info_by_index(i)
+        assert info.get_metrics("cifar10", "ori-test")["accuracy"] == float(r["CIFAR10TestAccuracy200Epochs"])
+        assert info.get_metrics("cifar100", "x-test")["accuracy"] == float(r["CIFAR100TestAccuracy200Epochs"])
+        assert info.get_metrics("ImageNet16-120", "x-test")["accuracy"] == float(r["ImageNetTestAccuracy200Epochs"])
+    # NB201 v1.0 wrote the schedule as use_12epochs_result: False means the 200-epoch results
+    assert api.get_more_info(6111, "cifar10", None, False)["test-accuracy"] == api.accuracy(6111)
+
+
+def test_what_the_table_lacks_is_a_clear_user_error(api):
+    info = api.query_meta_info_by_index(6111)
+    cases = [lambda: api.get_more_info(1, "cifar10", hp="12"),
+             lambda: api.get_more_info(1, "cifar10", iepoch=10),
+             lambda: api.get_more_info(1, "cifar10", is_random=True),
+             lambda: api.get_more_info(1, "cifar10-valid"),
+             lambda: api.get_more_info(1, "cifar10")["valid-accuracy"],
+             lambda: api.query_meta_info_by_index(1, hp="12"),
+             lambda: info.get_metrics("cifar10", "train"),
+             lambda: info.get_metrics("cifar100", "x-valid"),
+             lambda: info.get_metrics("cifar100", "x-test")["loss"],
+             lambda: api.query_by_index(1, "cifar100")]
+    for case in cases:
+        with pytest.raises(UserError, match="official benchmark file") as exc:
+            case()
+        assert "\n" not in str(exc.value)
+    with pytest.raises(UserError, match="hp must be"):
+        api.get_more_info(1, "cifar10", hp="50")
+    with pytest.raises(AttributeError):
+        api.no_such_call()
+
+
+def _hand_cost(cell, classes, side, c=16, n=5):
+    """FLOPs (MACs + classifier bias) and parameters of NB201's network, counted by hand."""
+    convs = [(3, c, 3, side)]  # (c_in, c_out, kernel, output side)
+    bn = [c, 4 * c]  # stem and lastact BN channels
+    for stage, (ch, s) in enumerate([(c, side), (2 * c, side // 2), (4 * c, side // 4)]):
+        if stage:
+            convs += [(ch // 2, ch, 3, s), (ch, ch, 3, s), (ch // 2, ch, 1, s)]
+            bn += [ch, ch]
+        for op in cell:
+            if op in (space.CONV1, space.CONV3):
+                convs += [(ch, ch, 1 if op == space.CONV1 else 3, s)] * n
+                bn += [ch] * n
+    flops = sum(i * o * k * k * s * s for i, o, k, s in convs) + 4 * c * classes + classes
+    params = sum(i * o * k * k for i, o, k, _ in convs) + 2 * sum(bn) + 4 * c * classes + classes
+    return flops, params
+
+
+def test_cost_info_is_hand_counted(api):
+    assert _hand_cost((0,) * 6, 10, 32) == (7_783_050, 73_306)
+    assert counted_cost((3,) * 6) == _hand_cost((3,) * 6, 10, 32) == (220_119_690, 1_531_546)
+    rng = np.random.default_rng(0)
+    small = dict(channels=4, cells_per_stage=2)
+    for cell in [tuple(rng.integers(5, size=6)) for _ in range(2)]:
+        assert cell_cost(cell, 120, 16, **small) == counted_cost(cell, 120, 16, **small) == \
+            _hand_cost(cell, 120, 16, c=4, n=2)
+    index = api.query_index_by_arch(BEST_C10)
+    flops, params = _hand_cost(space.parse(BEST_C10), 10, 32)
+    cost = api.get_cost_info(index, "cifar10")
+    assert cost["flops"] == pytest.approx(flops / 1e6) and cost["params"] == pytest.approx(params / 1e6)
+    assert cost["latency"] is None
+    assert api.query_meta_info_by_index(index).get_comput_costs("cifar10-valid")["params"] == cost["params"]
+    with torch.device("meta"):
+        assert sum(p.numel() for p in NB201Network(space.parse(BEST_C10)).parameters()) == params
+
+
+README_SCRIPT = '''
+from anglenas.nb201.api import Benchmark as API
+api = API.load()
+num = len(api)
+for i, arch_str in enumerate(api):
+    if i < 3:
+        print('{:5d}/{:5d} : {:}'.format(i, len(api), arch_str))
+api.show(1)
+info = api.query_meta_info_by_index(1)
+res_metrics = info.get_metrics('cifar10', 'ori-test')
+cost_metrics = info.get_comput_costs('cifar10')
+index = api.query_index_by_arch('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
+api.show(index)
+more = api.get_more_info(112, 'ImageNet16-120', None, '200', False)
+print('RESULT', num, index, res_metrics['accuracy'], round(cost_metrics['flops'], 2), more['test-accuracy'])
+print(api.query_by_arch(api.arch(112), '200'))
+'''
+
+
+def test_a_readme_style_user_script_runs_on_the_shipped_table(tmp_path, capsys, rows):
+    script = tmp_path / "user.py"
+    script.write_text(textwrap.dedent(README_SCRIPT))
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    result = next(line for line in out.splitlines() if line.startswith("RESULT")).split()
+    assert result[1:3] == ["15625", "1"]  # the README's example string is index 1
+    assert float(result[3]) == float(rows[1]["CIFAR10TestAccuracy200Epochs"])
+    assert float(result[5]) == float(rows[112]["ImageNetTestAccuracy200Epochs"])
+    assert f"{float(rows[1]['CIFAR100TestAccuracy200Epochs']):.2f}%" in out
+    assert rows[112]["ArchitectureString"] in out
+
+
+class FakeOfficial:
+    """Stands in for nats_bench / nas_201_api: records the calls it gets."""
+
+    def __init__(self):
+        self.calls = []
+
+    def get_more_info(self, index, dataset, iepoch=None, hp="12", is_random=True):
+        self.calls.append(("more", index, dataset, iepoch, hp, is_random))
+        return {"train-accuracy": 99.0, "valid-accuracy": 91.0, "test-accuracy": 90.0}
+
+    def query_meta_info_by_index(self, index, hp="12"):
+        calls = self.calls
+
+        class Results:
+            def get_compute_costs(self, dataset):
+                calls.append(("costs", index, dataset, hp))
+                return {"flops": 1.5, "params": 0.25, "latency": 0.01}
+
+        return Results()
+
+    def get_net_param(self, index, dataset, seed):
+        return {"seed": seed}
+
+
+def test_an_official_source_answers_with_official_values(api):
+    official = FakeOfficial()
+    bench = Benchmark(api.arch_strs[:], {d: api.accuracies(d) for d in ("cifar10", "cifar100", "ImageNet16-120")},
+                      "fake.pth", official=official)
+    assert bench.get_more_info(5, "cifar10-valid", iepoch=3, hp="12", is_random=777)["valid-accuracy"] == 91.0
+    assert official.calls[-1] == ("more", 5, "cifar10-valid", 3, "12", 777)
+    cost = bench.get_cost_info(6111, "cifar10")
+    assert (cost["flops"], cost["params"], cost["latency"]) == (1.5, 0.25, 0.01)
+    assert cost["counted-flops"] == pytest.approx(api.get_cost_info(6111, "cifar10")["flops"])
+    assert bench.query_meta_info_by_index(6111).get_comput_costs("cifar100")["params"] == 0.25
+    assert bench.get_net_param(3, "cifar10", 777) == {"seed": 777}
+
+
+def test_a_garbage_benchmark_file_is_named_not_a_benchmark(tmp_path):
+    junk = tmp_path / "bench.pth"
+    junk.write_bytes(b"this is not a benchmark\x00\x01" * 10)
+    with pytest.raises(UserError, match="is not a benchmark file") as exc:
+        Benchmark.load(junk)
+    assert "\n" not in str(exc.value) and "pip install" not in str(exc.value)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(UserError, match="is not a benchmark file"):
+        Benchmark.load(folder)
