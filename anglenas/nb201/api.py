@@ -132,9 +132,10 @@ class _OfficialArchResults:
 
 
 def _looks_official(path: Path) -> bool:
-    """Whether ``path`` can be an NB201 / NATS-Bench file: a NATS-Bench folder, or a torch / pickle / bz2 file."""
+    """Whether ``path`` can be an NB201 / NATS-Bench file: a NATS-Bench folder (named NATS-* or holding its
+    meta.pickle*), or a torch / pickle / bz2 file."""
     if path.is_dir():
-        return (path / "meta.pickle.pbz2").exists() or (path / "meta.pickle").exists()
+        return path.name.startswith("NATS-") or any(path.glob("meta.pickle*"))
     with open(path, "rb") as fh:
         head = fh.read(4)
     return head.startswith((b"PK\x03\x04", b"BZh", b"\x80"))
