@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Collection
 
@@ -43,9 +44,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing on foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path} is not a checkpoint of this project ({_load_problem(exc)}): it is cut short, "
+                        f"damaged or another program's file; pass a file written by anglenas, or delete it to "
+                        f"start that stage anew") from None
+
+
+def _load_problem(exc: Exception) -> str:
+    """What torch.load found, without torch's advice to load untrusted files with ``weights_only=False``."""
+    text = " ".join(str(exc).split())
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds Python objects besides tensors, numbers, strings, lists and dicts, and loading them " \
+               "could run code"
+    return f"{type(exc).__name__}: {text.split('. ')[0][:150]}"
 
 
 def check_same_settings(saved: dict, current: dict, folder: str | Path) -> None:

@@ -1,7 +1,8 @@
 """Configuration: a dataclass per stage, every field a command-line flag and a YAML key.
 
-Precedence: dataclass default < ``--config file.yaml`` < command-line flag. A field's help text is its
-``metadata["help"]``. Unknown YAML keys and ill-typed values are :class:`UserError`\\ s.
+Precedence: dataclass default < presets (a choice field's ``metadata["presets"]``, e.g. ``--method fairnas``
+setting FairNAS' batch size; then a preset flag such as ``--demo``) < ``--config file.yaml`` < command-line flag.
+A field's help text is its ``metadata["help"]``. Unknown YAML keys and ill-typed values are :class:`UserError`\\ s.
 """
 from __future__ import annotations
 
@@ -26,8 +27,20 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks (usage examples) and shows a default once, only where it says
+    something (not when the help text already names it, nor for an empty or ``None`` default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, "", argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def field(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with a help string."""
+    """A dataclass field with a help string (``choices=``; ``presets=`` a callable giving, for each choice, the
+    defaults that choice sets on other fields)."""
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
@@ -78,16 +91,21 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     pre.add_argument("--config")
     for name in presets or {}:
         pre.add_argument("--" + name, action="store_true")
+    choice_presets = {f.name: f.metadata["presets"]() for f in fields if "presets" in f.metadata}
+    for f in fields:
+        if f.name in choice_presets:
+            pre.add_argument("--" + f.name, default=f.default)
     known, _ = pre.parse_known_args(argv)
     values = {f.name: f.default for f in fields}
+    for name, table in choice_presets.items():
+        values.update(table.get(getattr(known, name), {}))
     for name, overrides in (presets or {}).items():
         if getattr(known, name):
             values.update(overrides)
     if known.config:
         values.update(load_yaml(known.config, cls))
 
-    parser = ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--config", help="YAML file of field: value (flags given here override it)")
     for f in fields:
         base, _ = _base_type(hints[f.name])
@@ -95,6 +113,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
         flags = [flag, flag.replace("_", "-")] if "_" in f.name else [flag]  # --eval_resume or --eval-resume
         help_text = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
+        choices = tuple(c for c in choices if c is not None) if choices else None
         if base is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=values[f.name], help=help_text)
         else:
@@ -125,7 +144,7 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
     for key, value in doc.items():
         out[key] = _coerce(key, value, hints[key])
         choices = next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == key)
-        if choices and out[key] not in choices:
+        if choices and out[key] is not None and out[key] not in choices:
             raise UserError(f"config key {key!r} must be one of {choices}, got {out[key]!r}")
     return out
 

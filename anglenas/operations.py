@@ -73,10 +73,10 @@ class Operations:
 
     def describe(self) -> str:
         """Multi-line summary: space, per-layer op names and size."""
-        lines = [f"space: {self.space.name} ({len(self.ops)} sites)"]
-        width = max(len(self.space.site_name(i)) for i in range(len(self.ops)))
+        kind = self.space.site_kind
+        lines = [f"space: {self.space.name} ({len(self.ops)} {kind}s)"]
         for i, site in enumerate(self.ops):
-            lines.append(f"{self.space.site_name(i):>{width}}: " + ", ".join(self.space.op_name(op) for op in site))
+            lines.append(f"{kind} {i:2d}: " + ", ".join(self.space.op_name(op) for op in site))
         lines.append(f"size: {self.size:.4g} architectures ({self.size}), {self.num_operators} operators")
         return "\n".join(lines)
 

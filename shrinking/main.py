@@ -2,14 +2,9 @@
 
 Writes SAVE/operations.json; run again with the same arguments to resume.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.abs.shrink import DEMO, ShrinkConfig, Shrinker  # noqa: E402
-from anglenas.config import parse_config  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
+from anglenas.abs.shrink import DEMO, ShrinkConfig, Shrinker
+from anglenas.config import parse_config
+from anglenas.errors import cli
 
 
 @cli

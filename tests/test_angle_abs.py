@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from anglenas.abs.angle import BlockAngles, snapshot
+from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.nn import MobileSuperNet
-from anglenas.spaces import FAIRNAS_SPACE, GPU_SPACE, IDENTITY
+from anglenas.spaces.mobilenet import FAIRNAS_SPACE, GPU_SPACE, IDENTITY
 
 
 def direct_angle(model, base, arch):
@@ -38,16 +38,16 @@ def test_block_angles_equal_the_direct_formula(space):
     rng = np.random.default_rng(1)
     archs = np.array([[rng.choice(layer) for layer in space.initial_operations()] for _ in range(8)])
     archs[0] = [IDENTITY if l.identity_allowed else 5 for l in space.layers]
-    got = BlockAngles(model, base).angles(archs)
+    got = ArchAngles(model, base, space).angles(archs)
     for arch, theta in zip(archs, got.tolist()):
         assert theta == pytest.approx(direct_angle(model, base, arch), abs=1e-5)
-    assert BlockAngles(model, snapshot(model)).angles(archs).abs().max() < 1e-6  # W == W0 -> angle 0
+    assert ArchAngles(model, snapshot(model), space).angles(archs).abs().max() < 1e-6  # W == W0 -> angle 0
 
 
 def test_candidates_contain_the_operator_and_respect_flops():
     ops = GPU_SPACE.initial_operations()
     table = reference_table("gpu")
-    sampler = CandidateSampler(ops, np.random.default_rng(0), uniform_depth=True, flops=table, max_flops=450e6)
+    sampler = CandidateSampler(GPU_SPACE, ops, np.random.default_rng(0), flops=table, max_flops=450e6)
     archs = sampler.sample_containing(3, IDENTITY, 300)
     assert len(archs) == 300 and (archs[:, 3] == IDENTITY).all()
     assert (table.batch_flops(archs) <= 450e6).all()
@@ -59,7 +59,7 @@ def test_candidates_contain_the_operator_and_respect_flops():
 def test_uniform_depth_sampling():
     """The number of identity layers among the other 14 identity-capable layers is uniform on 0..14."""
     ops = GPU_SPACE.initial_operations()
-    sampler = CandidateSampler(ops, np.random.default_rng(0), uniform_depth=True)
+    sampler = CandidateSampler(GPU_SPACE, ops, np.random.default_rng(0))
     archs = sampler.sample_containing(0, 1, 15000)
     others = [i for i, l in enumerate(GPU_SPACE.layers) if l.identity_allowed and i != 1]
     counts = np.bincount((archs[:, others] == IDENTITY).sum(1), minlength=15)
@@ -71,7 +71,7 @@ def test_uniform_depth_sampling():
 
 def test_fairnas_sampling_is_uniform_per_layer():
     ops = [[0, 3], *[[1, 2, 4]] * 18]
-    archs = CandidateSampler(ops, np.random.default_rng(0), uniform_depth=False).sample_containing(0, 3, 3000)
+    archs = CandidateSampler(FAIRNAS_SPACE, ops, np.random.default_rng(0)).sample_containing(0, 3, 3000)
     assert (archs[:, 0] == 3).all()
     freq = np.bincount(archs[:, 5], minlength=6)[[1, 2, 4]] / 3000
     assert np.allclose(freq, 1 / 3, atol=0.04)
@@ -84,7 +84,7 @@ def test_infeasible_flops_limits():
 
 def test_scores_are_means_over_the_first_children_containing_the_operator():
     ops = [[0, 1], [2, 3, -1], [4], [0, 1, 2, 3]]  # 24 children, each operator in at least 6
-    sampler = CandidateSampler(ops, np.random.default_rng(0), uniform_depth=False)
+    sampler = CandidateSampler(FAIRNAS_SPACE, ops, np.random.default_rng(0))
 
     def fake_angles(archs):  # a deterministic function of the child
         return torch.as_tensor(archs.sum(1) * 0.1 + archs[:, 0] * 0.01, dtype=torch.float64)

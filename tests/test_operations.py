@@ -11,7 +11,7 @@ import pytest
 
 from anglenas.errors import UserError
 from anglenas.operations import Operations, load_operations
-from anglenas.spaces import FAIRNAS_SPACE, GPU_SPACE
+from anglenas.spaces.mobilenet import FAIRNAS_SPACE, GPU_SPACE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

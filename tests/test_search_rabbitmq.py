@@ -1,4 +1,5 @@
-"""The RabbitMQ backend against the real local broker: same result as in-process, and the faults it survives."""
+"""The RabbitMQ backend against the real local broker (in a vhost of the suite's own): same result as in-process,
+the faults it survives, and bad broker settings refused at start."""
 import dataclasses
 import json
 import os
@@ -15,12 +16,14 @@ from anglenas.config import parse_config
 from anglenas.data import DataConfig
 from anglenas.nn import MobileSuperNet
 from anglenas.search.evaluate import CandidateEvaluator
-from anglenas.search.messages import encode, make_request, weights_fingerprint
-from anglenas.search.mq import resolve_broker
+from anglenas.errors import UserError
+from anglenas.log import RunLogger
+from anglenas.search.messages import decode_request, encode, make_request, make_result, weights_fingerprint
+from anglenas.search.mq import RabbitEvaluator, check_broker, resolve_broker
 from anglenas.search.run import Search, SearchConfig
 from anglenas.spaces import get_space
 from search_common import SEARCHING, TINY, journal_results, main_cmd, write_operations
-from search_mq import Server, broker, queues  # noqa: F401  (fixtures)
+from search_mq import HOST, PORT, Server, broker, queues, rabbitmqctl  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -93,6 +96,23 @@ def test_two_test_servers_give_the_in_process_result(tmp_path, queues, reference
     assert queues.drain(queues.dead) == []
 
 
+def _unacked(queues) -> int:
+    out = rabbitmqctl("list_queues", "-q", "-p", queues.vhost, "name", "messages_unacknowledged").stdout
+    return sum(int(n) for name, n in (line.split() for line in out.splitlines() if line.strip())
+               if name == queues.request)
+
+
+def _freeze_holding_a_request(server, queues) -> None:
+    """SIGSTOP the server at a moment when it holds an un-acked request (checked on the broker)."""
+    server.wait_for("evaluating")
+    while True:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        if _unacked(queues) == 1:
+            return
+        os.kill(server.proc.pid, signal.SIGCONT)  # caught between two requests: try again
+        time.sleep(0.05)
+
+
 def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queues, reference):
     ops, ref = reference
     save = tmp_path / "mq"
@@ -101,9 +121,7 @@ def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queue
     first = Server(queues, tmp_path / "first.log")
     second = None
     try:
-        first.wait_for("evaluating")
-        os.kill(first.proc.pid, signal.SIGSTOP)  # frozen mid-evaluation, its request un-acked
-        assert "done:" not in first.text()
+        _freeze_holding_a_request(first, queues)
         first.stop()  # SIGKILL: the broker redelivers the request
         second = Server(queues, tmp_path / "second.log")
         doc = search.join_result()
@@ -113,7 +131,7 @@ def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queue
             second.stop()
     _assert_same_search(doc, ref, save)
     assert "redelivered" in second.text()
-    assert second.text().count("done:") == len(journal_results(save))
+    assert first.text().count("done:") + second.text().count("done:") >= len(journal_results(save))
 
 
 def test_killed_search_waits_for_its_outstanding_requests_instead_of_re_sending(tmp_path, queues, reference):
@@ -137,32 +155,25 @@ def test_killed_search_waits_for_its_outstanding_requests_instead_of_re_sending(
     assert _sent(save) == len(journal_results(save)) == server.text().count("done:")
 
 
-def _rabbitmqctl(*args):
-    subprocess.run(["rabbitmqctl", *args], check=False, capture_output=True, timeout=120)
-
-
-@pytest.mark.skipif(os.environ.get("ANGLENAS_NO_BROKER_RESTART") == "1",
-                    reason="ANGLENAS_NO_BROKER_RESTART=1: the broker is shared")
-def test_broker_restart_mid_search(tmp_path, queues, reference):
+def test_search_survives_the_broker_dropping_its_connection(tmp_path, queues, reference):
+    """The broker closes every connection of the suite's vhost while the search waits for results (as in a broker
+    restart); the search reconnects and ends with the in-process result."""
     ops, ref = reference
     save = tmp_path / "mq"
-    server = Server(queues, tmp_path / "server.log")
+    search = Background(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags))
+    first = Server(queues, tmp_path / "first.log", "--max_requests", "2")
+    second = None
     try:
-        search = Background(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags))
-        _wait(lambda: (save / "evaluations.jsonl").is_file() and len(journal_results(save)) >= 2,
-              what="the first results")
-        try:
-            _rabbitmqctl("stop_app")
-            time.sleep(2)
-        finally:
-            _rabbitmqctl("start_app")
+        assert first.proc.wait(timeout=240) == 0, first.text()  # the search now waits for the other results
+        rabbitmqctl("close_all_connections", "-p", queues.vhost, "anglenas test: connections dropped")
+        _wait(lambda: "reconnecting" in (save / "log.txt").read_text(), what="the search's reconnection")
+        second = Server(queues, tmp_path / "second.log")
         doc = search.join_result()
-        assert server.proc.poll() is None
     finally:
-        server.stop()
-        _rabbitmqctl("start_app")  # whatever happened, leave the broker running
+        if second is not None:
+            second.stop()
     _assert_same_search(doc, ref, save)
-    assert "reconnecting" in server.text()
+    assert f"lost RabbitMQ {HOST}:{PORT}" in (save / "log.txt").read_text()
 
 
 def _weights(path, seed):
@@ -195,14 +206,20 @@ def test_server_dead_letters_bad_messages_keeps_running_and_reloads_changed_weig
         for body in (b"\x80\x04not json", b'{"format": "other", "version": 1}', json.dumps(bad_version).encode(),
                      json.dumps(short).encode(), request("r1", fp_a)):
             ch.basic_publish("", queues.request, body)
+        conn.close()
         results = []
         _wait(lambda: results.extend(queues.drain(queues.result)) or results, what="the first result")
+        server.wait_for("candidate 1 done")  # idle now, waiting for requests
+        rabbitmqctl("close_all_connections", "-p", queues.vhost, "anglenas test: connections dropped")
+        server.wait_for(f"lost RabbitMQ {HOST}:{PORT}")
         fp_b = _weights(weights, 1)  # the search retrained: the server must reload
+        conn, ch = queues.channel()
         ch.basic_publish("", queues.request, request("r2", fp_b))
         ch.basic_publish("", queues.request, request("r3", fp_a))  # weights gone: stale
         conn.close()
         _wait(lambda: results.extend(queues.drain(queues.result)) or len(results) == 2, what="the second result")
-        _wait(lambda: "stale weights" in server.text(), what="the stale refusal")
+        dead = []
+        _wait(lambda: dead.extend(queues.drain(queues.dead)) or len(dead) >= 5, what="five dead letters")
         assert server.proc.poll() is None
     finally:
         server.stop()
@@ -211,7 +228,7 @@ def test_server_dead_letters_bad_messages_keeps_running_and_reloads_changed_weig
     got = {json.loads(body)["id"]: json.loads(body) for _, body in results}
     assert got["r1"]["top1"] == top1_a and got["r1"]["fingerprint"] == fp_a
     assert got["r2"]["top1"] == top1_b and got["r2"]["fingerprint"] == fp_b
-    reasons = [headers["x-anglenas-reason"] for headers, _ in queues.drain(queues.dead)]
+    reasons = [headers["x-anglenas-reason"] for headers, _ in dead]
     assert len(reasons) == 5
     for needle in ("not JSON", "unknown format", "version 2", "21", "stale weights"):
         assert any(needle in r for r in reasons), (needle, reasons)
@@ -220,10 +237,6 @@ def test_server_dead_letters_bad_messages_keeps_running_and_reloads_changed_weig
 
 def test_search_keeps_one_result_per_candidate_and_ignores_stale_ones(queues):
     """A fake test server answers each request with a stale result, the real one, then a duplicate."""
-    from anglenas.log import RunLogger
-    from anglenas.search.messages import decode_request, make_result
-    from anglenas.search.mq import RabbitEvaluator
-
     broker = resolve_broker(parse_config(SearchConfig, queues.flags))
     archs = [(0, 1, 2), (3, 4, 5), (1, 1, 1)]
     sent = []
@@ -255,3 +268,64 @@ def test_search_keeps_one_result_per_candidate_and_ignores_stale_ones(queues):
     assert sorted(got) == sorted((a, float(sum(a))) for a in archs)
     assert sorted(a for a, _ in sent) == sorted(archs)
     assert evaluator.dropped["stale"] == 3 and evaluator.dropped["duplicate"] == 2  # the last one stays queued
+
+
+def test_a_request_is_journaled_only_after_the_broker_confirmed_it(queues):
+    """A search killed right when it journals a request: the request must already be on the broker, so the
+    resumed search, which waits for every journaled request, never waits for one that was never published."""
+    broker = resolve_broker(parse_config(SearchConfig, queues.flags))
+    on_broker = []
+
+    def journal_then_killed(arch, request_id):
+        on_broker.extend(decode_request(body)["id"] for _, body in queues.drain(queues.request))
+        on_broker.append(request_id)
+        raise KeyboardInterrupt  # the kill, before anything else happens
+
+    evaluator = RabbitEvaluator(broker, "/w.pt", "fp", {}, RunLogger(None, enabled=False),
+                                on_sent=journal_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluator.evaluate([(0, 1, 2)], lambda arch, top1: None)
+    evaluator.close()
+    assert len(on_broker) == 2 and on_broker[0] == on_broker[1]
+
+
+def _broker_cfg(queues, *flags):
+    return resolve_broker(parse_config(SearchConfig, [*queues.flags, *flags]))
+
+
+def test_bad_password_stops_search_and_test_server_at_start(tmp_path, queues):
+    lines = []
+    with pytest.raises(UserError, match=f"RabbitMQ {HOST}:{PORT} .* refused the login"):
+        check_broker(_broker_cfg(queues, "--mq_password", "wrong"), lines.append)  # the search's first call
+    conn, ch = queues.channel()
+    ch.basic_publish("", queues.request, b"a request that must stay queued")
+    conn.close()
+    server = Server(queues, tmp_path / "server.log", "--mq_password", "wrong")
+    assert server.proc.wait(timeout=120) == 2
+    assert server.text().startswith(f"error: RabbitMQ {HOST}:{PORT}") and server.text().count("\n") == 1
+    assert queues.count(queues.request) == 1
+
+
+def test_unreachable_broker_is_named_in_every_message_and_given_up_at_start(queues):
+    lines = []
+    cfg = _broker_cfg(queues, "--mq_port", "1")  # nothing listens on port 1
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=f"cannot reach RabbitMQ {HOST}:1 "):
+        check_broker(cfg, lines.append, retry_for=1.0)
+    assert time.monotonic() - t0 < 30
+    assert lines and all(f"RabbitMQ {HOST}:1 " in line for line in lines)
+
+
+def test_test_server_without_its_data_folder_fails_at_start(tmp_path, queues):
+    conn, ch = queues.channel()
+    ch.basic_publish("", queues.request, b"a request for whichever server can serve it")
+    conn.close()
+    missing = tmp_path / "no-such-folder"
+    server = Server(queues, tmp_path / "server.log", "--dataset", "imagenet", "--train_dir", str(missing))
+    assert server.proc.wait(timeout=120) == 2
+    assert server.text() == f"error: --train_dir {missing} does not exist on this host; pass the folder of the " \
+                            f"search's data (--dataset imagenet)\n"
+    conn, ch = queues.channel()
+    method, _props, _body = ch.basic_get(queues.request, auto_ack=True)
+    conn.close()
+    assert method is not None and not method.redelivered  # never taken: it waits for a server with the data

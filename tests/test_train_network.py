@@ -3,15 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from anglenas.archs import PUBLISHED
+from anglenas.archs import published
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.nn import MobileSuperNet
 from anglenas.nn.compat import clean_state_dict, load_weights
-from anglenas.nn.network import MobileNetwork, counted_flops, path_state_dict
-from anglenas.spaces import GPU_SPACE, get_space
+from anglenas.nn.network import MobileNetwork, path_state_dict
+from anglenas.spaces import get_space
+from anglenas.spaces.mobilenet import GPU_SPACE
 
-SPOS_ABS = PUBLISHED["SPOS_ABS"][1]
+SPOS_ABS = published()["SPOS_ABS"][1]
 TINY = GPU_SPACE.scaled(0.25, 32, 10, stem_stride=1)
 
 
@@ -25,7 +26,7 @@ def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
             m.running_var.uniform_(0.5, 2.0, generator=gen)
 
 
-@pytest.mark.parametrize("arch", [SPOS_ABS, PUBLISHED["PROXYLESS_ABS"][1], [5] * 21])
+@pytest.mark.parametrize("arch", [SPOS_ABS, published()["PROXYLESS_ABS"][1], [5] * 21])
 def test_network_equals_its_supernet_path(arch):
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -76,9 +77,9 @@ def test_dropout_only_in_training_mode():
                                              # 1x1 32->32 stem conv at 112x112 (spec §2.6)
                                              ("FAIRNAS_ABS", 325.07 - 32 * 32 * 112 * 112 / 1e6)])
 def test_network_flops_and_params_match_the_spec_and_the_table(name, expected_m):
-    space_name, arch = PUBLISHED[name]
+    space_name, arch = published()[name]
     space = get_space(space_name)
-    flops = counted_flops(space, arch)
+    flops = space.counted_flops(arch)
     assert flops / 1e6 == pytest.approx(expected_m, abs=0.01)
     table = reference_table(space_name)
     assert flops == table.arch_flops(arch)

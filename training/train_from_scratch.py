@@ -5,14 +5,9 @@
 FAIRNAS_ABS, PROXYLESS_ABS) or a search_result.json. Run again with the same arguments to resume.
 ``--eval --eval-resume PATH`` evaluates a checkpoint (ours or the original's) and prints its top-1.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import parse_config  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
-from anglenas.train.final import CIFAR, DEMO, FinalTrainConfig, FinalTrainer  # noqa: E402
+from anglenas.config import parse_config
+from anglenas.errors import cli
+from anglenas.train.final import CIFAR, DEMO, FinalTrainConfig, FinalTrainer
 
 
 @cli

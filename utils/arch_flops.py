@@ -3,42 +3,64 @@
     python utils/arch_flops.py --space gpu --arch "2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"   # 472.52M
     python utils/arch_flops.py --arch FAIRNAS_ABS
     python utils/arch_flops.py --arch runs/search/search_result.json --rank 1
+    python utils/arch_flops.py --space darts --arch DARTS_ABS --init_channels 45
+    python utils/arch_flops.py --space shufflenetv2 --arch SPOS_SHUFFLENETV2
 
-The architecture is the space-separated encoding the search prints (``-1`` = identity), the name of a published
-architecture, or a search result JSON. ``--table`` reads a lookup table written by ``get_flops_lookup_table.py``
-instead of counting the paper-size table (224x224, width 1, 1000 classes) from the modules.
+The architecture is the space-separated encoding the search prints (MobileNet: -1 = identity), the name of a
+published architecture, a search result JSON or a file its space reads (a DARTS genotype.json). Per-site
+architectures use the space's lookup table at the paper's size (--table reads one written by
+get_flops_lookup_table.py); other architectures (DARTS genotypes) are counted by running the network. An auxiliary
+head is not counted.
 """
-import argparse
-import sys
-from pathlib import Path
+from anglenas.archs import format_arch, parse_arch
+from anglenas.config import ArgumentParser, HelpFormatter
+from anglenas.errors import UserError, cli
+from anglenas.flops import FlopsTable, build_flops_table
+from anglenas.spaces import get_space, space_names
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anglenas.archs import format_arch, parse_arch  # noqa: E402
-from anglenas.config import ArgumentParser  # noqa: E402
-from anglenas.errors import UserError, cli  # noqa: E402
-from anglenas.flops import FlopsTable, reference_table  # noqa: E402
-from anglenas.spaces import space_names  # noqa: E402
+def network_params(space, arch) -> int:
+    """Parameters of the stand-alone network of ``arch`` without an auxiliary head (built on the meta device)."""
+    import torch
+
+    with torch.device("meta"):
+        model = space.network(arch)
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("auxiliary"))
 
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--space", choices=space_names(), help="space (default: inferred from the architecture)")
-    parser.add_argument("--arch", required=True, help="op indices, a published name or a search_result.json")
+    parser.add_argument("--arch", required=True, help="op ids, a published name, a search_result.json or genotype")
     parser.add_argument("--rank", type=int, default=0, help="which architecture of a search result (0 = best)")
     parser.add_argument("--table", help="a FLOPs lookup table JSON to use instead of the paper-size table")
+    parser.add_argument("--width_mult", type=float, default=1.0, help="channel width multiplier")
+    parser.add_argument("--init_channels", type=int, help="initial channels C of a cell space (DARTS: 48 at width 1)")
     args = parser.parse_args()
-    space, arch = parse_arch(args.arch, args.space, args.rank)
-    table = FlopsTable.load(args.table) if args.table else reference_table(space)
-    if table.space != space:
-        raise UserError(f"table {args.table!r} is for the {table.space} space, not {space}; "
-                        f"write one with utils/get_flops_lookup_table.py --space {space}")
-    print(f"space: {space} ({table.input_size}x{table.input_size}, width {table.width_mult:g}, "
-          f"{table.num_classes} classes)")
+    name, arch = parse_arch(args.arch, args.space, args.rank)
+    space = get_space(name)
+    width = args.width_mult
+    if args.init_channels is not None:
+        base = getattr(space, "init_channels", None)
+        if base is None:
+            raise UserError(f"--init_channels applies to cell spaces; the {name} space takes --width_mult")
+        width = args.init_channels / base
+    if width != 1.0:
+        space = space.scaled(width)
+    per_site = isinstance(arch, (list, tuple)) and all(isinstance(op, int) for op in arch)
+    print(f"space: {name} ({space.input_size}x{space.input_size}, width {width:g}, {space.num_classes} classes)")
     print(f"arch: {format_arch(arch)}")
-    print(f"FLOPs: {table.arch_flops(arch) / 1e6:.2f}M")
-    print(f"params: {table.arch_params(arch) / 1e6:.2f}M")
+    if per_site:
+        table = FlopsTable.load(args.table) if args.table else build_flops_table(space)
+        if table.space != name:
+            raise UserError(f"table {args.table!r} is for the {table.space} space, not {name}; "
+                            f"write one with utils/get_flops_lookup_table.py --space {name}")
+        flops, params = table.arch_flops(arch), table.arch_params(arch)
+    else:
+        flops, params = space.counted_flops(arch), network_params(space, arch)
+    print(f"FLOPs: {flops / 1e6:.2f}M")
+    print(f"params: {params / 1e6:.2f}M")
 
 
 if __name__ == "__main__":

@@ -4,22 +4,18 @@
 size: 224x224, width 1, 1000 classes); ``--width_mult``, ``--input_size``, ``--num_classes`` and
 ``--stem_stride`` give the table of a scaled space.
 """
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.checkpoint import atomic_write_text  # noqa: E402
-from anglenas.config import ArgumentParser  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
-from anglenas.flops import build_flops_table  # noqa: E402
-from anglenas.spaces import get_space, space_names  # noqa: E402
+from anglenas.checkpoint import atomic_write_text
+from anglenas.config import ArgumentParser, HelpFormatter
+from anglenas.errors import cli
+from anglenas.flops import build_flops_table
+from anglenas.spaces import get_space, space_names
 
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--space", nargs="+", default=space_names(), choices=space_names())
     parser.add_argument("--save_dir", default=".", help="folder of the op_flops_<space>.json files")
     parser.add_argument("--width_mult", type=float, default=1.0)

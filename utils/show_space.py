@@ -1,18 +1,12 @@
 """Print an operations file: ``python utils/show_space.py PATH`` (JSON, or the original's pickle)."""
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import ArgumentParser  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
-from anglenas.operations import load_operations  # noqa: E402
+from anglenas.config import ArgumentParser, HelpFormatter
+from anglenas.errors import cli
+from anglenas.operations import load_operations
 
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("path", help="operations file (JSON written by shrinking/main.py, or an original pickle)")
     parser.add_argument("--space", help="space name, if it cannot be inferred (the pickle has no name)")
     args = parser.parse_args()

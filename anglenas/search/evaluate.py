@@ -20,7 +20,6 @@ import torch
 from anglenas.checkpoint import load_checkpoint
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
-from anglenas.nn import MobileSuperNet
 from anglenas.search.bn import recalibrate_bn
 from anglenas.search.evolution import Arch
 from anglenas.search.messages import weights_fingerprint
@@ -84,7 +83,7 @@ class CandidateEvaluator:
         self.data = build_data(data_cfg, self.device, held_out=True)
         space = get_space(settings.space).scaled(settings.width_mult, settings.input_size or self.data.input_size,
                                                  self.data.num_classes, settings.stem_stride)
-        self.model = MobileSuperNet(space).to(self.device).eval()
+        self.model = space.supernet().to(self.device).eval()
         self.fingerprint: str | None = None
         n_bn = settings.bn_images // settings.bn_batch_size
         stream = self.data.train_stream(settings.bn_batch_size, settings.bn_seed)

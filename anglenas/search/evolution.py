@@ -22,6 +22,8 @@ from anglenas.config import field
 from anglenas.errors import UserError
 
 Arch = tuple[int, ...]
+RETRIES = 10000
+"""Draws allowed per wanted child in crossover, mutation and the random fill (the original's budget)."""
 
 
 class Evaluator(Protocol):
@@ -37,7 +39,8 @@ class EvolutionConfig:
     population_num: int = field(50, "population size")
     select_num: int = field(10, "top-k parents kept for breeding")
     crossover_num: int = field(25, "children by crossover per generation (at most)")
-    mutation_num: int = field(25, "children by mutation per generation (at most population - crossover)")
+    mutation_num: int | None = field(None, "children by mutation per generation (default: population - crossover, "
+                                           "as the original; a number caps it)")
     m_prob: float = field(0.5, "per-layer mutation probability")
     max_epochs: int = field(20, "generations")
     topk: int = field(2, "architectures reported at the end")
@@ -89,7 +92,7 @@ class EvolutionSearch:
 
     def _fill(self, population: list[Arch]) -> list[Arch]:
         """Top ``population`` up with random legal children (at most ``population_num * 10000`` draws)."""
-        attempts = self.cfg.population_num * 10000
+        attempts = self.cfg.population_num * RETRIES
         while len(population) < self.cfg.population_num and attempts > 0:
             attempts -= 1
             self._accept(self._random(), population)
@@ -97,7 +100,7 @@ class EvolutionSearch:
 
     def _crossover(self, parents: list[Arch]) -> list[Arch]:
         children: list[Arch] = []
-        for _ in range(self.cfg.crossover_num * 10):
+        for _ in range(self.cfg.crossover_num * RETRIES):
             if len(children) >= self.cfg.crossover_num:
                 break
             a, b = (parents[i] for i in self.rng.integers(len(parents), size=2))
@@ -107,7 +110,7 @@ class EvolutionSearch:
 
     def _mutation(self, parents: list[Arch], limit: int) -> list[Arch]:
         children: list[Arch] = []
-        for _ in range(limit * 10):
+        for _ in range(limit * RETRIES):
             if len(children) >= limit:
                 break
             parent = parents[self.rng.integers(len(parents))]
@@ -145,8 +148,11 @@ class EvolutionSearch:
                              "accs": accs})
         parents = self.top[: self.cfg.select_num]
         crossover = self._crossover(parents)
-        mutation = self._mutation(parents, min(self.cfg.mutation_num, self.cfg.population_num - len(crossover)))
+        limit = self.cfg.population_num - len(crossover)
+        mutation = self._mutation(parents, limit if self.cfg.mutation_num is None else min(self.cfg.mutation_num, limit))
         self.population = self._fill(mutation + crossover)
+        self.history[-1].update(crossover=len(crossover), mutation=len(mutation),
+                                random=len(self.population) - len(crossover) - len(mutation))
         self.epoch += 1
 
     def best(self, k: int | None = None) -> list[tuple[Arch, float]]:

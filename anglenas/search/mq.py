@@ -4,21 +4,26 @@ Three durable queues on the default exchange: requests (search -> servers), resu
 request names its own in ``reply_to``), and a dead-letter queue that receives every message a server refuses,
 with the reason in the ``x-anglenas-reason`` header. Messages are persistent and published with publisher
 confirms, so a broker restart loses nothing; both sides reconnect with back-off. A server acks a request only
-after its result is confirmed, so a server killed mid-evaluation leaves the request to be redelivered.
+after its result is confirmed, so a server killed mid-evaluation leaves the request to be redelivered. Both sides
+connect once at start (:func:`check_broker`), so wrong settings stop them before any work; every connection
+message names the broker's host:port.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import runpy
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import pika
 import pika.exceptions
 
 from anglenas.config import field
+from anglenas.errors import UserError
 from anglenas.search.evolution import Arch
 from anglenas.search.messages import MessageError, decode_result, encode, make_request
 
@@ -59,6 +64,19 @@ def resolve_broker(cfg: BrokerConfig, defaults: dict | None = None) -> BrokerCon
     return BrokerConfig(**out)
 
 
+def site_broker_settings(entry_point: str) -> dict:
+    """The ``BROKER`` settings of the ``config.py`` next to an entry point (``searching/config.py``)."""
+    path = Path(entry_point).resolve().with_name("config.py")
+    try:
+        settings = runpy.run_path(str(path))["BROKER"]
+    except Exception as exc:  # a site's edit of the file can fail in any way
+        raise UserError(f"{path} must define BROKER = dict(mq_host=..., ...): {error_line(exc)}") from None
+    unknown = sorted(set(settings) - set(BUILTIN))
+    if unknown:
+        raise UserError(f"{path}: unknown BROKER key(s) {unknown}; known keys: {sorted(BUILTIN)}")
+    return settings
+
+
 def parse_with_broker(cls: type, defaults: dict, description: str, presets: dict):
     """``parse_config(cls, ...)`` with the broker fields resolved by :func:`resolve_broker` (entry points)."""
     from anglenas.config import parse_config
@@ -67,24 +85,42 @@ def parse_with_broker(cls: type, defaults: dict, description: str, presets: dict
     return dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, defaults)))
 
 
+START_RETRY_SECONDS = 15.0  # an unreachable broker at start: give up after this long
+RECONNECT_SECONDS = 600.0  # a broker lost mid-run: keep trying this long (a restart, a network hiccup)
+
+
 def describe(cfg: BrokerConfig) -> str:
-    return f"amqp://{cfg.mq_user}@{cfg.mq_host}:{cfg.mq_port}{cfg.mq_vhost} (requests {cfg.request_queue})"
+    """The broker as every connection message names it: host:port, vhost and user."""
+    return f"RabbitMQ {cfg.mq_host}:{cfg.mq_port} (vhost {cfg.mq_vhost!r}, user {cfg.mq_user!r})"
+
+
+def check_broker(cfg: BrokerConfig, log: Callable[[str], None], retry_for: float = START_RETRY_SECONDS) -> None:
+    """Connect once and declare the queues, so that bad broker settings stop a run at its start: refused
+    credentials or vhost at once, an unreachable broker after ``retry_for`` seconds (a :class:`UserError`)."""
+    Link(cfg, log, connect_for=retry_for).close()
+    log(f"{describe(cfg)} accepts this run's connection; queues {cfg.request_queue}, {cfg.result_queue}, "
+        f"{cfg.dead_letter_queue}")
 
 
 class Link:
-    """One blocking connection + confirming channel with the three queues declared; ``reconnect`` on failure."""
+    """One blocking connection + confirming channel with the three queues declared; ``reconnect`` on failure.
 
-    def __init__(self, cfg: BrokerConfig, log: Callable[[str], None], retry_for: float = 600.0) -> None:
+    The first connection gives up after ``connect_for`` seconds, a reconnection after ``retry_for``; refused
+    credentials or vhost raise a :class:`UserError` at once."""
+
+    def __init__(self, cfg: BrokerConfig, log: Callable[[str], None], retry_for: float = RECONNECT_SECONDS,
+                 connect_for: float = RECONNECT_SECONDS) -> None:
         self.cfg, self.log, self.retry_for = cfg, log, retry_for
         self.connection: pika.BlockingConnection | None = None
         self.channel = None
         self.generation = 0  # bumped on every (re)connect: delivery tags of an older connection are void
-        self.reconnect()
+        self.reconnect(connect_for)
 
-    def reconnect(self) -> None:
-        """(Re)open the connection, retrying with back-off for ``retry_for`` seconds."""
+    def reconnect(self, retry_for: float | None = None) -> None:
+        """(Re)open the connection, retrying with back-off for ``retry_for`` (default ``self.retry_for``) s."""
         self.close()
-        cfg, deadline, delay = self.cfg, time.monotonic() + self.retry_for, 0.5
+        retry_for = self.retry_for if retry_for is None else retry_for
+        cfg, deadline, delay = self.cfg, time.monotonic() + retry_for, 0.5
         params = pika.ConnectionParameters(cfg.mq_host, cfg.mq_port, cfg.mq_vhost,
                                            pika.PlainCredentials(cfg.mq_user, cfg.mq_password),
                                            heartbeat=60, blocked_connection_timeout=300, connection_attempts=1)
@@ -98,17 +134,17 @@ class Link:
                     self.channel.queue_declare(queue, durable=True)
                 return
             except pika.exceptions.ProbableAuthenticationError:
-                from anglenas.errors import UserError
-
-                raise UserError(f"RabbitMQ refused user {cfg.mq_user!r} at {cfg.mq_host}:{cfg.mq_port}: check "
-                                f"--mq_user/--mq_password and the user's permissions on vhost {cfg.mq_vhost!r}")
+                raise UserError(f"{describe(cfg)} refused the login: check --mq_user/--mq_password "
+                                f"(or ANGLENAS_MQ_USER/ANGLENAS_MQ_PASSWORD, searching/config.py)") from None
+            except pika.exceptions.ProbableAccessDeniedError:
+                raise UserError(f"{describe(cfg)} denied access to vhost {cfg.mq_vhost!r}: create it or grant the "
+                                f"user permissions there (rabbitmqctl add_vhost / set_permissions), or fix "
+                                f"--mq_vhost") from None
             except CONNECTION_ERRORS as exc:
                 if time.monotonic() > deadline:
-                    from anglenas.errors import UserError
-
-                    raise UserError(f"cannot reach RabbitMQ at {describe(cfg)}: {exc!r}; start the broker "
+                    raise UserError(f"cannot reach {describe(cfg)} ({error_line(exc)}); start the broker "
                                     f"(rabbitmq-server -detached) or fix --mq_host/--mq_port") from None
-                self.log(f"broker unreachable ({type(exc).__name__}); retrying in {delay:.1f}s")
+                self.log(f"{describe(cfg)} unreachable ({error_line(exc)}); retrying in {delay:.1f}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -123,7 +159,7 @@ class Link:
             except pika.exceptions.UnroutableError:
                 self.channel.queue_declare(queue, durable=True)
             except CONNECTION_ERRORS as exc:
-                self.log(f"publish failed ({type(exc).__name__}); reconnecting")
+                self.log(f"publish to {describe(self.cfg)} failed ({error_line(exc)}); reconnecting")
                 self.reconnect()
 
     def close(self) -> None:
@@ -133,6 +169,12 @@ class Link:
             except CONNECTION_ERRORS:
                 pass
         self.connection = self.channel = None
+
+
+def error_line(exc: BaseException) -> str:
+    """One line about a connection error (pika nests the socket error in its arguments)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]
 
 
 class RabbitEvaluator:
@@ -157,11 +199,11 @@ class RabbitEvaluator:
 
     def _send(self, arch: Arch) -> str:
         request_id = uuid.uuid4().hex
-        if self.on_sent is not None:  # persisted first: a kill after publishing never loses the id
-            self.on_sent(arch, request_id)
         body = encode(make_request(request_id, list(arch), self.weights, self.fingerprint, self.settings,
                                    self.broker.result_queue))
-        self.link.publish(self.broker.request_queue, body)
+        self.link.publish(self.broker.request_queue, body)  # returns once the broker confirmed it
+        if self.on_sent is not None:
+            self.on_sent(arch, request_id)
         self.pending[arch] = request_id
         return request_id
 
@@ -178,8 +220,9 @@ class RabbitEvaluator:
             now = time.monotonic()
             if got is None:
                 if now - last_news > self.wait_log_every:
-                    self.logger.info(f"waiting for {len(wanted)} results; is a test server running? "
-                                     f"(cd searching && python test_server.py)")
+                    self.logger.info(f"waiting for {len(wanted)} results from queue {self.broker.request_queue} "
+                                     f"on {describe(self.broker)}; is a test server running? "
+                                     f"(python searching/test_server.py)")
                     last_news = now
                 if self.resend_after > 0:
                     for arch in [a for a in wanted if now - sent_at[a] > self.resend_after]:
@@ -226,7 +269,7 @@ class RabbitEvaluator:
                     continue
                 return msg, lambda: self._ack(channel, tag)
             except CONNECTION_ERRORS as exc:
-                self.logger.info(f"lost the broker ({type(exc).__name__}); reconnecting")
+                self.logger.info(f"lost {describe(self.broker)} ({error_line(exc)}); reconnecting")
                 self.link.reconnect()
 
     def _ack(self, channel, tag: int) -> None:

@@ -1,7 +1,8 @@
-"""The search stage (spec §6, §7): train a supernet restricted to the operations file, then evolve architectures.
+"""The SPOS and FairNAS searchers (spec §6, §7): train a supernet restricted to the operations file, then evolve
+architectures. Both are registered searchers over :class:`SearchConfig`; ``--method`` picks one and its defaults.
 
-SPOS trains it with uniform single-path sampling, FairNAS with strict fairness (every op of every layer once per
-step, which needs equal op counts per layer). The weights (``SAVE/supernet.pt``) are what evaluators load. The
+SPOS trains the supernet with the space's single-path sampler, FairNAS with strict fairness (every op of every
+layer once per step, which needs equal op counts per layer). The weights (``SAVE/supernet.pt``) are what evaluators load. The
 evolutionary search then scores candidates through an in-process evaluator (optionally N local workers) or
 RabbitMQ test servers. Every result is appended to ``SAVE/evaluations.jsonl`` the moment it arrives and the
 search state is saved after every generation, so a killed search restarted with the same arguments continues
@@ -25,23 +26,27 @@ from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.log import RunLogger
-from anglenas.nn import MobileSuperNet, init_weights
+from anglenas.nn.init import init_weights
 from anglenas.operations import Operations, load_operations
 from anglenas.search.evaluate import CandidateEvaluator, EvalSettings, InProcessEvaluator, LocalPoolEvaluator
 from anglenas.search.evolution import Arch, EvolutionConfig, EvolutionSearch
 from anglenas.search.messages import weights_fingerprint
 from anglenas.search.mq import BrokerConfig
+from anglenas.search.registry import register_searcher
+from anglenas.spaces.mobilenet import FAIRNAS_STEM_OVERCOUNT
 from anglenas.train.dist import barrier, init_distributed
-from anglenas.train.samplers import FairPathSampler, UniformPathSampler
+from anglenas.train.samplers import FairPathSampler
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL, RESULT = ("supernet.pt", "supernet_checkpoint.pt", "search_state.json",
                                                      "evaluations.jsonl", "search_result.json")
 RESULT_FORMAT = "anglenas-search-result"
-METHOD_DEFAULTS = {  # spec §6.1 / §6.2 (SPOS) and §7 (FairNAS)
-    "spos": dict(batch_size=512, lr=0.25, min_flops=None, max_flops=475e6),
-    "fairnas": dict(batch_size=1024, lr=0.5, min_flops=315e6, max_flops=327e6),
-}
+SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=0.0, max_flops=475e6)
+"""The SPOS searcher's defaults (spec §6.1, §6.2)."""
+FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=315e6 - FAIRNAS_STEM_OVERCOUNT,
+               max_flops=327e6 - FAIRNAS_STEM_OVERCOUNT)
+"""The FairNAS searcher's defaults (spec §7): the original's 315M-327M window in real FLOPs (302.15M-314.15M; its
+table over-counted the stem by 12.85M)."""
 # fields that may change between a run and its resumption (they do not change the result)
 RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "demo", "amp", "backend", "local_workers",
                      "eval_threads", "train_dir", "test_dir", "data_dir", "decode", "resend_after",
@@ -50,21 +55,19 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "demo", "a
 
 @dataclass
 class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfig):
-    """Supernet training in the shrunk space and evolutionary search; ``None`` means the method's default."""
+    """Supernet training in the shrunk space and evolutionary search; ``--method`` sets the searcher's defaults
+    (batch size, LR, seed, FLOPs window), which flags still override."""
 
-    method: str = field("spos", "spos: uniform single path, FLOPs <= 475M; fairnas: strict fairness, 315M-327M",
-                        choices=("spos", "fairnas"))
+    method: str = field("spos", "spos: single path, FLOPs <= 475M, batch 512, lr 0.25; fairnas: strict fairness, "
+                                "302.15M-314.15M real FLOPs, batch 1024, lr 0.5",
+                        choices=("spos", "fairnas"), presets=lambda: {"spos": SPOS, "fairnas": FAIRNAS})
     operations_path: str = field("", "operations file written by shrinking (JSON, or the original pickle)")
     save: str = field("runs/search", "run folder: weights, checkpoints, evaluations, result, log")
-    batch_size: int | None = field(None, "global batch size (spos 512, fairnas 1024)")
-    lr: float | None = field(None, "initial learning rate (spos 0.25, fairnas 0.5)")
-    min_lr: float = field(0.0, "learning-rate floor (the linear schedule ends at 0)")
-    seed: int = field(0, "seed of weights, paths, data order and the evolution")
     epochs: int = field(100, "supernet epochs (FairNAS runs epochs * steps_per_epoch / m steps of m paths)")
     init: str = field("default", "supernet weight init (the original keeps PyTorch's default here)",
                       choices=("default", "he_fanout"))
-    min_flops: float | None = field(None, "FLOPs floor of candidates, paper units (fairnas 315e6)")
-    max_flops: float | None = field(None, "FLOPs ceiling of candidates, paper units (spos 475e6, fairnas 327e6)")
+    min_flops: float = field(0.0, "FLOPs floor of candidates, real FLOPs at the paper's size")
+    max_flops: float = field(475e6, "FLOPs ceiling of candidates, real FLOPs at the paper's size")
     topk: int = field(2, "architectures written to search_result.json")
     width_mult: float = field(1.0, "channel width multiplier")
     input_size: int | None = field(None, "input resolution (default: the dataset's)")
@@ -81,13 +84,6 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
                                      "(0: never; requests are durable and redelivered by the broker)")
     checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)")
     demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
-
-    def resolved(self) -> "SearchConfig":
-        d = METHOD_DEFAULTS[self.method]
-        return dataclasses.replace(
-            self, batch_size=self.batch_size or d["batch_size"], lr=self.lr or d["lr"],
-            min_flops=self.min_flops if self.min_flops is not None else d["min_flops"],
-            max_flops=self.max_flops if self.max_flops is not None else d["max_flops"])
 
     def eval_settings(self, space_name: str) -> EvalSettings:
         return EvalSettings(space_name, self.width_mult, self.stem_stride, self.input_size, self.dataset,
@@ -145,10 +141,12 @@ class Journal:
         self._fh.close()
 
 
-def make_sampler(method: str, ops: list[list[int]], seed: int):
-    """SPOS: uniform single path over ``ops``; FairNAS: strict fairness (equal op counts per layer required)."""
+def make_sampler(method: str, ops: list[list[int]], seed: int, space=None):
+    """SPOS: the space's single-path sampler over ``ops``; FairNAS: strict fairness (equal op counts per layer)."""
     if method == "spos":
-        return UniformPathSampler(ops, seed)
+        from anglenas.spaces import get_space
+
+        return (space or get_space("gpu")).train_sampler(ops, seed)
     counts = sorted({len(layer) for layer in ops})
     if len(counts) != 1:
         raise UserError(f"FairNAS strict fairness needs the same number of ops in every layer, but the operations "
@@ -161,12 +159,12 @@ class Search:
     """Runs the search stage for one :class:`SearchConfig`; ``run()`` returns the search_result document."""
 
     def __init__(self, cfg: SearchConfig) -> None:
-        self.cfg = cfg = cfg.resolved()
+        self.cfg = cfg
         if not cfg.operations_path:
             raise UserError("--operations_path is required: the operations file written by shrinking/main.py")
         self.operations: Operations = load_operations(cfg.operations_path)
-        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed)
         self.ref_space = self.operations.space
+        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space)
         self.table = reference_table(self.ref_space.name)
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
@@ -189,7 +187,7 @@ class Search:
         space = self.ref_space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
                                       cfg.stem_stride)
         torch.manual_seed(cfg.seed)
-        model = MobileSuperNet(space)
+        model = space.supernet()
         init_weights(model, cfg.init)
         stream = data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world, cfg.channels_last)
         paths_per_step = len(self.sampler.paths(0))
@@ -219,7 +217,7 @@ class Search:
     # -- stage 2: evolution -------------------------------------------------------------------------------------
     def _legal(self, arch: Arch) -> bool:
         flops = self.table.arch_flops(arch)
-        return flops <= self.cfg.max_flops and (self.cfg.min_flops is None or flops >= self.cfg.min_flops)
+        return self.cfg.min_flops <= flops <= self.cfg.max_flops
 
     def _evaluator(self, weights: Path, fingerprint: str, journal: Journal, pending: dict[Arch, str], progress):
         cfg = self.cfg
@@ -306,3 +304,15 @@ class Search:
         if not self.env.is_main:
             return None
         return self.search(weights)
+
+
+@register_searcher("spos", SearchConfig, SPOS)
+def run_spos(cfg: SearchConfig) -> dict | None:
+    """SPOS: uniform single-path supernet, evolutionary search under a FLOPs ceiling."""
+    return Search(cfg).run()
+
+
+@register_searcher("fairnas", SearchConfig, FAIRNAS)
+def run_fairnas(cfg: SearchConfig) -> dict | None:
+    """FairNAS: strict-fairness supernet, evolutionary search in a FLOPs window."""
+    return Search(cfg).run()

@@ -6,7 +6,8 @@ moment leaves its request to be redelivered to another server. A message that is
 unknown format or version, ill-typed fields, an architecture outside the space, weights that no longer match its
 fingerprint) is published to the dead-letter queue with the reason and acked; the server logs it and goes on.
 Weights are reloaded whenever a request carries another fingerprint; the data and model are rebuilt when the
-evaluation settings change.
+evaluation settings change. Bad settings stop the server at start, before it takes a request: a missing data
+folder, an unusable ``--device``, refused broker credentials, an unreachable broker.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -25,7 +27,9 @@ from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.search.evaluate import CandidateEvaluator, EvalSettings
 from anglenas.search.messages import MessageError, decode_request, encode, make_result, weights_fingerprint
-from anglenas.search.mq import CONNECTION_ERRORS, REASON_HEADER, BrokerConfig, Link, describe
+from anglenas.search.mq import CONNECTION_ERRORS, REASON_HEADER, START_RETRY_SECONDS, BrokerConfig, Link, describe, \
+    error_line
+from anglenas.train.dist import pick_device
 
 
 @dataclass
@@ -50,10 +54,10 @@ class TestServer:
 
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
+        check_data_source(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if cfg.device == "auto" else cfg.device)
+        self.device = pick_device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.logger = RunLogger(cfg.log_dir or None, tensorboard=False)
@@ -66,8 +70,9 @@ class TestServer:
         self.logger.info(message)
 
     def serve(self) -> None:
-        self.link = Link(self.cfg, self.log)
-        self.log(f"test server {self.name} on {self.device} serving {describe(self.cfg)}")
+        self.link = Link(self.cfg, self.log, connect_for=START_RETRY_SECONDS)
+        self.log(f"test server {self.name} on {self.device} serving queue {self.cfg.request_queue} of "
+                 f"{describe(self.cfg)}")
         while True:
             try:
                 generation = self.link.generation
@@ -83,7 +88,7 @@ class TestServer:
                     if self.link.generation != generation:  # reconnected while publishing: consume anew
                         break
             except CONNECTION_ERRORS as exc:
-                self.log(f"lost the broker ({type(exc).__name__}); reconnecting")
+                self.log(f"lost {describe(self.cfg)} ({error_line(exc)}); reconnecting")
                 self.link.reconnect()
 
     # -- one request --------------------------------------------------------------------------------------------
@@ -94,9 +99,9 @@ class TestServer:
             self.log("the connection was renewed during this request: the broker redelivers it")
 
     def _refuse(self, method, body: bytes, reason: str, generation: int) -> None:
-        self.log(f"refused a message to {self.cfg.dead_letter_queue}: {reason}")
         self.link.publish(self.cfg.dead_letter_queue, body, {REASON_HEADER: reason})
         self._ack(method, generation)
+        self.log(f"refused a message to {self.cfg.dead_letter_queue}: {reason}")
 
     def _handle(self, method, body: bytes, generation: int) -> None:
         try:
@@ -156,3 +161,20 @@ class TestServer:
                 return weights_fingerprint(weights)
             self.link.connection.sleep(1.0)
 
+
+
+DATA_PATHS = {"imagenet": "train_dir", "cifar10": "data_dir", "cifar100": "data_dir", "cifar10-jpg": "data_dir"}
+
+
+def check_data_source(cfg: DataConfig) -> None:
+    """Refuse a ``--dataset`` whose folder (or tarball) is not here, before the server takes a request."""
+    name = DATA_PATHS.get(cfg.dataset)
+    if name is None:
+        return
+    path = getattr(cfg, name)
+    if not path:
+        raise UserError(f"--dataset {cfg.dataset} needs --{name}: the same data as the search's, at a path of "
+                        f"this host")
+    if not Path(path).exists():
+        raise UserError(f"--{name} {path} does not exist on this host; pass the folder of the search's data "
+                        f"(--dataset {cfg.dataset})")

@@ -44,9 +44,9 @@ def space_for_num_sites(num_sites: int) -> SearchSpace:
     found = [s for s in _SPACES.values() if s.num_sites == num_sites]
     if len(found) == 1:
         return found[0]
-    known = ", ".join(f"{s.name} ({s.num_sites} sites)" for s in _SPACES.values())
+    known = ", ".join(f"{s.name} ({s.num_sites} {s.site_kind}s)" for s in _SPACES.values())
     if not found:
-        raise UserError(f"no search space has {num_sites} sites; known spaces: {known}")
+        raise UserError(f"no search space has {num_sites} layers or edges; known spaces: {known}")
     raise UserError(f"{num_sites} sites fit several spaces ({', '.join(s.name for s in found)}); name the space "
                     f"(--space)")
 

@@ -102,8 +102,11 @@ class SearchSpace(ABC):
     def num_sites(self) -> int:
         return len(self.initial_operations())
 
+    site_kind: ClassVar[str] = "layer"
+    """What a site is called in messages ("layer", "edge")."""
+
     def site_name(self, site: int) -> str:
-        return f"layer {site}"
+        return f"{self.site_kind} {site}"
 
     def op_name(self, op: int) -> str:
         return self.op_names[op]
@@ -123,8 +126,8 @@ class SearchSpace(ABC):
         full = self.initial_operations()
         ops = [[int(op) for op in site] for site in ops]
         if len(ops) != len(full):
-            raise UserError(f"the {self.name} space has {len(full)} sites ({self.site_name(0)}, ...) but the "
-                            f"operations list has {len(ops)}")
+            raise UserError(f"the {self.name} space has {len(full)} {self.site_kind}s but the operations list has "
+                            f"{len(ops)}")
         for i, (site, allowed) in enumerate(zip(ops, full)):
             if not site:
                 raise UserError(f"{self.site_name(i)} of the operations list is empty; every site needs an op")
@@ -141,7 +144,7 @@ class SearchSpace(ABC):
         arch = [int(op) for op in arch]
         if len(arch) != len(full):
             raise UserError(f"architecture has {len(arch)} op ids but the {self.name} space has {len(full)} "
-                            f"sites; give one op per site")
+                            f"{self.site_kind}s; give one op per {self.site_kind}")
         for i, (op, allowed) in enumerate(zip(arch, full)):
             if op not in allowed:
                 raise UserError(f"{self.site_name(i)}: op {op} is not allowed there; allowed: "

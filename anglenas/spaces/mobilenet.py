@@ -78,7 +78,7 @@ class MobileSpace(SearchSpace):
     num_classes: int = 1000
     stem_stride: int = 2
     width_mult: float = 1.0
-    published: Mapping[str, tuple[int, ...]] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    published: Mapping[str, list[int]] = field(default_factory=dict, compare=False, hash=False, repr=False)
     layers: tuple[LayerSpec, ...] = field(init=False, compare=False)
     op_names = (*BLOCK_KEYS, "identity")
     negative_id_names = ("identity",)
@@ -200,8 +200,8 @@ GPU_SPACE = MobileSpace(
     identity_in_repeats=True,
     shrink=ShrinkDefaults(drop_rule="global", drops_per_round=7, max_rounds=(21 * 7 - 5 - 1) // 7,
                           max_flops=600e6, lr_horizon_epochs=250, init="he_fanout"),
-    published={"SPOS_ABS": (2, 2, -1, 0, 0, -1, -1, 0, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3),
-               "PROXYLESS_ABS": (2, 2, -1, -1, 0, 2, 2, -1, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3)},
+    published={"SPOS_ABS": [2, 2, -1, 0, 0, -1, -1, 0, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3],
+               "PROXYLESS_ABS": [2, 2, -1, -1, 0, 2, 2, -1, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3]},
 )
 """SPOS / ProxylessNAS "GPU" space: 21 layers, identity allowed in the 15 non-first layers of each stage."""
 
@@ -214,7 +214,7 @@ FAIRNAS_SPACE = MobileSpace(
     identity_in_repeats=False,
     shrink=ShrinkDefaults(drop_rule="per_layer", drops_per_round=19, max_rounds=6,
                           max_flops=330e6 - FAIRNAS_STEM_OVERCOUNT, lr_horizon_epochs=200, init="default"),
-    published={"FAIRNAS_ABS": (4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5)},
+    published={"FAIRNAS_ABS": [4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5]},
 )
 """FairNAS "CPU/mobile" space: 19 layers, 6 ops each, no identity. Its shrinking FLOPs ceiling is the original's
 330M in real FLOPs (317.15M)."""

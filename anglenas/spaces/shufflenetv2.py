@@ -72,6 +72,7 @@ class ShuffleNetV2Space(SearchSpace):
     }
     """SPOS authors' searched block architecture (SinglePathOneShot README) and MMRazor's own searched subnet."""
     default_dropout: ClassVar[float] = 0.1
+    site_kind: ClassVar[str] = "block"
 
     def __post_init__(self) -> None:
         if self.width_mult <= 0:
@@ -103,9 +104,6 @@ class ShuffleNetV2Space(SearchSpace):
 
     def initial_operations(self) -> list[list[int]]:
         return [list(range(len(OP_NAMES))) for _ in self.sites]
-
-    def site_name(self, site: int) -> str:
-        return f"block {site}"
 
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
                stem_stride: int | None = None) -> "ShuffleNetV2Space":

@@ -27,11 +27,10 @@ from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
-from anglenas.flops import build_flops_table, reference_table
+from anglenas.flops import build_flops_table
 from anglenas.log import RunLogger
 from anglenas.nn.compat import load_weights, read_checkpoint
-from anglenas.nn.network import MobileNetwork, counted_flops
-from anglenas.spaces import get_space, space_names
+from anglenas.spaces import get_space
 from anglenas.train.dist import DistEnv, barrier, init_distributed
 from anglenas.train.ema import WeightEma
 from anglenas.train.optim import linear_lr, set_lr, sgd
@@ -53,8 +52,7 @@ class FinalTrainConfig(DataConfig):
 
     arch: str = field("SPOS_ABS", "architecture: op indices like '2 2 -1 0 ...', a published name "
                                   "(SPOS_ABS, FAIRNAS_ABS, PROXYLESS_ABS) or a search_result.json")
-    space: str | None = field(None, "space of the architecture (default: from the architecture)",
-                              choices=(*space_names(), None))
+    space: str | None = field(None, "space of the architecture (default: from the architecture)")
     arch_rank: int = field(0, "which architecture of a search_result.json (0 = the best)")
     save: str = field("runs/train", "run folder: checkpoints, log, TensorBoard, summary.json")
     total_iters: int = field(300000, "training iterations (the original's schedule)")
@@ -64,7 +62,13 @@ class FinalTrainConfig(DataConfig):
     min_lr: float = field(0.0, "final learning rate")
     momentum: float = field(0.9, "SGD momentum")
     nesterov: bool = field(False, "Nesterov momentum")
-    weight_decay: float = field(4e-5, "weight decay of conv weights and the classifier (not BN)")
+    weight_decay: float = field(4e-5, "weight decay of conv weights (not BN, not the classifier: see "
+                                      "--decay_classifier)")
+    decay_classifier: bool = field(False, "also decay the Linear classifier (the original meant to, but its "
+                                          "name filter missed it, so by default it is not decayed)")
+    auxiliary_weight: float = field(0.4, "weight of an auxiliary head's loss, for networks that have one (DARTS)")
+    drop_path: float = field(0.0, "drop-path probability, raised linearly over training, for networks that "
+                                  "support it (DARTS cells)")
     label_smoothing: float = field(0.1, "label smoothing of the cross-entropy")
     grad_clip: float = field(5.0, "clip the global gradient norm (0 disables)")
     dropout: float = field(0.2, "dropout before the classifier")
@@ -100,14 +104,18 @@ CIFAR = dict(dataset="cifar10", width_mult=1.0, stem_stride=1, batch_size=128, l
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, x: torch.Tensor,
-               y: torch.Tensor, params: list[torch.Tensor], grad_clip: float, amp: bool
+               y: torch.Tensor, params: list[torch.Tensor], grad_clip: float, amp: bool, aux_weight: float = 0.0
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step (autocast when ``amp``, gradient-norm clip); returns (loss, correct) on the device."""
+    """One optimisation step (autocast when ``amp``, gradient-norm clip); returns (loss, correct) on the device.
+    A network that returns ``(logits, aux_logits)`` in training adds ``aux_weight`` times the auxiliary loss."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(x.device, amp):
-        logits = model(x)
+        out = model(x)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
         loss = criterion(logits, y)
+        if aux is not None:
+            loss = loss + aux_weight * criterion(aux, y)
     loss.backward()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(params, grad_clip)
@@ -133,10 +141,11 @@ class FinalTrainer:
         self.data = build_data(cfg, self.device, held_out=False)
         self.space = get_space(self.space_name).scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
                                                        self.data.num_classes, cfg.stem_stride)
+        self.per_site = isinstance(self.arch, (list, tuple)) and all(isinstance(op, int) for op in self.arch)
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         torch.manual_seed(cfg.seed)
-        self.model = MobileNetwork(self.space, self.arch, cfg.dropout).to(self.device, memory_format=self.memory_format)
+        self.model = self.space.network(self.arch, cfg.dropout).to(self.device, memory_format=self.memory_format)
 
     # -- set-up -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -152,19 +161,24 @@ class FinalTrainer:
 
     def _describe(self) -> dict[str, float]:
         """Log the architecture with its FLOPs and params (table, cross-checked by counting); return them."""
-        table = build_flops_table(self.space)
-        flops, params = table.arch_flops(self.arch), table.arch_params(self.arch)
-        counted, real_params = counted_flops(self.space, self.arch), sum(p.numel() for p in self.model.parameters())
-        if (counted, real_params) != (flops, params):
-            self.logger.info(f"warning: FLOPs / params table {flops} / {params} disagree with the network's "
-                             f"{counted} / {real_params}")
-        ref = reference_table(self.space_name)
-        ref_flops, ref_params = _paper_units(ref.arch_flops(self.arch), ref.arch_params(self.arch))
+        counted, real_params = self.space.counted_flops(self.arch), sum(p.numel() for p in self.model.parameters())
+        flops, params = counted, real_params
+        ref = get_space(self.space_name)
+        ref_flops, ref_params = ref.counted_flops(self.arch), real_params
+        if self.per_site:
+            table = build_flops_table(self.space)
+            flops, params = table.arch_flops(self.arch), table.arch_params(self.arch)
+            if (counted, real_params) != (flops, params):
+                self.logger.info(f"warning: FLOPs / params table {flops} / {params} disagree with the network's "
+                                 f"{counted} / {real_params}")
+            ref_table = build_flops_table(ref)
+            ref_flops, ref_params = ref_table.arch_flops(self.arch), ref_table.arch_params(self.arch)
+        ref_flops, ref_params = _paper_units(ref_flops, ref_params)
         flops_m, params_m = _paper_units(flops, params)
         self.logger.info(f"architecture ({self.space_name} space): {format_arch(self.arch)}")
         self.logger.info(f"network: {flops_m}M FLOPs, {params_m}M params at {self.space.input_size}px, width "
                          f"{self.space.width_mult}, {self.space.num_classes} classes (paper size: {ref_flops}M "
-                         f"FLOPs, {ref_params}M params); table checked against a counted forward")
+                         f"FLOPs, {ref_params}M params); counted by running the network")
         return {"flops_m": flops_m, "params_m": params_m, "reference_flops_m": ref_flops,
                 "reference_params_m": ref_params}
 
@@ -194,7 +208,8 @@ class FinalTrainer:
             raise UserError("the schedule is empty: give --total_iters > 0 or --epochs > 0")
         self.eval_every = cfg.eval_every or spe
         self.checkpoint_every = cfg.checkpoint_every or self.eval_every
-        self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov)
+        self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov,
+                             decay_linear=cfg.decay_classifier)
         self.ema = WeightEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.train_model: nn.Module = self.model
         if env.enabled:
@@ -261,8 +276,10 @@ class FinalTrainer:
         cfg = self.cfg
         set_lr(self.optimizer, linear_lr(self.step, cfg.lr, self.total, cfg.min_lr))
         torch.manual_seed(step_seed(cfg.seed, self.step, self.env.rank))  # dropout masks: a function of the step
+        if hasattr(self.model, "drop_path_prob"):
+            self.model.drop_path_prob = cfg.drop_path * self.step / self.total
         out = train_step(self.train_model, self.optimizer, self.criterion, x, y, self.params, cfg.grad_clip,
-                         self.amp)
+                         self.amp, cfg.auxiliary_weight)
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1

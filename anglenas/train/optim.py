@@ -5,20 +5,24 @@ import torch
 from torch import nn
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv weights (4-D) and the classifier's weight and bias; none on BN parameters."""
+def param_groups(model: nn.Module, weight_decay: float, decay_linear: bool = True) -> list[dict]:
+    """Weight decay on conv weights (4-D) and, with ``decay_linear``, the Linear layers' weights and biases; none on
+    BN parameters. (The supernet trainers decay the classifier as the original did; its training from scratch
+    did not: its filter named ``classifier.0`` while the Linear was ``classifier.1``.)"""
     decay, no_decay = [], []
-    classifier = {id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
+    classifier = ({id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
+                  if decay_linear else set())
     for p in model.parameters():
         (decay if p.ndim == 4 or id(p) in classifier else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float, nesterov: bool = False
-        ) -> torch.optim.SGD:
+def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float, nesterov: bool = False,
+        decay_linear: bool = True) -> torch.optim.SGD:
     """SGD over :func:`param_groups`. Parameters whose ``.grad`` is None (unsampled ops) are left untouched:
     no momentum and no weight decay reach them."""
-    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov)
+    return torch.optim.SGD(param_groups(model, weight_decay, decay_linear), lr=lr, momentum=momentum,
+                           nesterov=nesterov)
 
 
 def linear_lr(step: int, lr: float, total_steps: int, min_lr: float = 0.0) -> float:

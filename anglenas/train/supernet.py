@@ -1,8 +1,10 @@
-"""The supernet training loop shared by shrinking (uniform single path) and searching (SPOS / FairNAS).
+"""The supernet training loop shared by shrinking (uniform single path) and the searchers.
 
-One step: set the LR of the step, draw the step's path(s), forward/backward each (FairNAS accumulates the
-gradients of its m paths), average the sampled path's gradients over ranks, clip by value, SGD. Gradients are
-reset to ``None`` every step, so unsampled operators receive neither momentum nor weight decay.
+One step: set the LR of the step, optionally take an architecture step on a validation batch (DARTS' architect,
+ProxylessNAS' gate update), draw the step's path(s) (a sampler may read the architecture parameters),
+forward/backward each (FairNAS accumulates the gradients of its m paths), average the sampled path's gradients
+over ranks, clip by value, SGD. Gradients are reset to ``None`` every step, so unsampled operators receive
+neither momentum nor weight decay.
 """
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from anglenas.train.optim import linear_lr, set_lr, sgd
 
 class PathSampler(Protocol):
     def paths(self, step: int) -> list[list[int]]: ...
+
+
+ArchStep = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+"""``arch_step(step, x_train, y_train, x_val, y_val)``: one update of the architecture parameters."""
 
 
 @dataclass
@@ -52,12 +58,17 @@ class SupernetTrainer:
     """Trains ``model(x, path)`` with paths from ``sampler`` on batches from ``stream``.
 
     ``total_steps`` is the horizon of the linear LR schedule (it may exceed the steps actually run, as in
-    shrinking, where the LR then stays at its floor).
+    shrinking, where the LR then stays at its floor). With ``arch_step`` and ``arch_stream`` (batches addressed by
+    step like ``stream``), ``arch_step`` runs before every weight step on that step's validation batch.
     """
 
     def __init__(self, model: nn.Module, sampler: PathSampler, stream: BatchStream, cfg: SupernetTrainConfig,
                  total_steps: int, device: torch.device, env: DistEnv = DistEnv(),
-                 logger: RunLogger | None = None) -> None:
+                 logger: RunLogger | None = None, arch_step: ArchStep | None = None,
+                 arch_stream: BatchStream | None = None) -> None:
+        if (arch_step is None) != (arch_stream is None):
+            raise ValueError("arch_step and arch_stream go together")
+        self.arch_step, self.arch_stream = arch_step, arch_stream
         self.cfg, self.device, self.env = cfg, device, env
         self.amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
         self.model = model.to(device, memory_format=torch.channels_last if cfg.channels_last
@@ -99,7 +110,10 @@ class SupernetTrainer:
         loss_acc = torch.zeros((), device=self.device)
         correct_acc = torch.zeros((), device=self.device)
         forwards = images = 0
+        val = self.arch_stream.batches(start, end - start) if self.arch_stream is not None else None
         for step, (x, y) in zip(range(start, end), self.stream.batches(start, end - start)):
+            if val is not None:
+                self.arch_step(step, x, y, *next(val))
             loss, correct, n_paths = self.step(step, x, y)
             loss_acc += loss
             correct_acc += correct
