@@ -28,7 +28,7 @@ from anglenas.flops import reference_table
 from anglenas.log import RunLogger
 from anglenas.nn.init import init_weights
 from anglenas.operations import Operations
-from anglenas.spaces import get_space
+from anglenas.spaces import get_space, space_names
 from anglenas.train.dist import barrier, broadcast_object, init_distributed
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
@@ -41,7 +41,9 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "operation
 class ShrinkConfig(DataConfig, SupernetTrainConfig):
     """ABS shrinking; ``None`` means the space's default (spec §3.1 table)."""
 
-    space: str = field("gpu", "search space: a registered one (gpu, fairnas, darts, shufflenetv2, nb201, ...)")
+    space: str = field("gpu", "search space: a registered one (gpu, fairnas, darts, shufflenetv2, nb201, ...); "
+                              "sets the space's learning rate (darts 0.2, else 0.25)",
+                       presets=lambda: {name: {"lr": get_space(name).shrink.lr} for name in space_names()})
     save: str = field("runs/shrink", "run folder: checkpoint, log, TensorBoard, scores, operations file")
     operations_path: str = field("", "operations file to write (default: SAVE/operations.json)")
     first_stage_epochs: int | None = field(None, "supernet epochs before the first round (space default: 100, "
