@@ -1,23 +1,16 @@
-"""A test server of the search: ``python test_server.py [--device cuda:1] [--train_dir ...]``; ``--demo`` serves
-the demo search (embedded data, CPU). Start as many as you like (tmux windows, hosts, GPUs), before or during the
-search; stop with Ctrl-C (the request in progress goes back to the queue).
+"""A test server of the search: ``python searching/test_server.py [--device cuda:1] [--train_dir ...]``; ``--demo``
+serves the demo search (embedded data, CPU). Start as many as you like (tmux windows, hosts, GPUs), before or during
+the search; stop with Ctrl-C (the request in progress goes back to the queue). The broker settings come from
+searching/config.py, ANGLENAS_MQ_* variables or flags; wrong ones, like a missing data folder, stop it at start.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from config import BROKER  # noqa: E402
-
-from anglenas.errors import cli  # noqa: E402
-from anglenas.search.mq import parse_with_broker  # noqa: E402
-from anglenas.search.server import DEMO, ServerConfig, TestServer  # noqa: E402
+from anglenas.errors import cli
+from anglenas.search.mq import parse_with_broker, site_broker_settings
+from anglenas.search.server import DEMO, ServerConfig, TestServer
 
 
 @cli
 def main() -> None:
-    TestServer(parse_with_broker(ServerConfig, BROKER, __doc__, {"demo": DEMO})).serve()
+    TestServer(parse_with_broker(ServerConfig, site_broker_settings(__file__), __doc__, {"demo": DEMO})).serve()
 
 
 if __name__ == "__main__":

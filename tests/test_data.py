@@ -151,3 +151,110 @@ def test_eval_limit_is_a_fixed_subset_covering_the_classes():
     data = build_data(DataConfig(dataset="embedded"), held_out=False)  # test set sorted by class, 50 per class
     labels = torch.cat([y for _, y in data.val_batches(16, limit=48)])
     assert len(labels) == 48 and len(labels.unique()) >= 8  # the first 48 would all be class 0
+
+
+# -- unreadable images and mismatched folders ------------------------------------------------------------------
+def _truncate(path):
+    """Cut a JPEG in half: its header still reads, its image data does not."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning: skipped unreadable image")]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_jpeg_is_skipped_with_one_warning_line(tiny_folder, capfd, workers):
+    cfg = DataConfig(dataset="imagenet", train_dir=str(tiny_folder), search_val_size=2, workers=workers,
+                     decode="workers")
+    data = build_data(cfg)
+    train, _ = split_indices(12, 2, seed=0)
+    bad = _truncate(tiny_folder / "ab"[train[7] // 6] / f"{train[7] % 6}.jpg")  # a training image
+    batches = list(data.train_stream(4, seed=0).batches(0, 8))  # 4 epochs of 2 steps: the file comes up again
+    assert all(x.shape == (4, 3, 224, 224) and set(y.tolist()) <= {0, 1} for x, y in batches)
+    lines = _warnings(capfd.readouterr().err)
+    assert len(lines) == 1 and str(bad) in lines[0] and "1 unreadable image(s)" in lines[0], lines
+    assert data.folder.unreadable.count == 1
+
+
+def test_evaluation_leaves_unreadable_images_out(tiny_folder, tmp_path_factory, capfd):
+    val = tmp_path_factory.mktemp("val")
+    for cls in ("a", "b"):
+        (val / cls).mkdir()
+        for i in range(3):
+            (val / cls / f"{i}.jpg").write_bytes((tiny_folder / cls / f"{i}.jpg").read_bytes())
+    _truncate(val / "a" / "1.jpg")
+    (val / "b" / "2.jpg").write_bytes(b"not an image at all")
+    data = build_data(DataConfig(dataset="imagenet", train_dir=str(tiny_folder), test_dir=str(val), workers=0),
+                      held_out=False)
+    labels = torch.cat([y for _, y in data.val_batches(4)])
+    assert labels.tolist() == [0, 0, 1, 1]  # 6 images, 2 unreadable
+    assert len(_warnings(capfd.readouterr().err)) == 2
+
+
+def test_too_many_unreadable_images_stop_the_run_with_one_line(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(15):
+            Image.new("RGB", (20, 20), (i, 0, 0)).save(tmp_path / cls / f"{i}.jpg")
+            if i % 4:  # 11 of 15 per class: 22 of 30 unreadable, more than the limit of 10
+                _truncate(tmp_path / cls / f"{i}.jpg")
+    data = build_data(DataConfig(dataset="imagenet", train_dir=str(tmp_path), search_val_size=2, workers=2,
+                                 decode="workers"))
+    with pytest.raises(UserError) as err:
+        list(data.train_stream(4, seed=0).batches(0, 7))
+    assert str(err.value).startswith(f"11 of the 30 images in {tmp_path} are unreadable (more than 10)")
+    assert "\n" not in str(err.value)  # the worker's traceback is not part of the message
+
+
+def test_device_decoding_replaces_an_image_cut_after_its_header(tiny_folder, capfd):
+    from anglenas.data.jpeg import DeviceAugment, JpegBytes, collate_bytes
+    from anglenas.data.sources import image_folder
+
+    folder = image_folder(tiny_folder)
+    bad = _truncate(tiny_folder / "a" / "2.jpg")
+    dataset = JpegBytes(folder, np.arange(len(folder)))
+    batch = collate_bytes([dataset[(i, i)] for i in (1, 2, 3)])  # the header of 2 reads: the worker keeps it
+    assert batch[3] == [1, 2, 3]
+    x, y = DeviceAugment(torch.device("cpu"), 32, folder)(batch)
+    assert x.shape == (3, 3, 32, 32) and torch.equal(x[1], x[2]) and y.tolist() == [0, 0, 0]
+    lines = _warnings(capfd.readouterr().err)
+    assert len(lines) == 1 and str(bad) in lines[0]
+    with pytest.raises(UserError, match="unreadable"):
+        DeviceAugment(torch.device("cpu"), 32)(batch)
+
+
+def test_jpeg_tarball_skips_an_unreadable_member(tmp_path, capfd):
+    import io
+    import tarfile
+
+    from anglenas.data.sources import load_jpeg_tar
+
+    path = tmp_path / "mini.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, size in (("train/cat/0.jpg", None), ("train/dog/1.jpg", 100), ("test/cat/2.jpg", None)):
+            buf = io.BytesIO()
+            Image.new("RGB", (8, 8), (9, 9, 9)).save(buf, "JPEG")
+            data = buf.getvalue()[:size]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    sets = load_jpeg_tar(path)
+    assert (len(sets["train"]), len(sets["test"])) == (1, 1) and sets["train"].labels.tolist() == [3]
+    lines = _warnings(capfd.readouterr().err)
+    assert len(lines) == 1 and "train/dog/1.jpg" in lines[0]
+
+
+def test_validation_folder_with_other_classes_is_refused(tiny_folder, tmp_path_factory):
+    from anglenas.data.sources import check_same_classes, image_folder
+
+    val = tmp_path_factory.mktemp("val")
+    for cls in ("a", "c", "d"):
+        (val / cls).mkdir()
+        (val / cls / "0.jpg").write_bytes((tiny_folder / "a" / "0.jpg").read_bytes())
+    with pytest.raises(UserError) as err:
+        check_same_classes(image_folder(tiny_folder), image_folder(val))
+    assert f"the class folders of {val} differ from those of {tiny_folder} (only in training: b; " \
+           f"only in validation: c, d)" in str(err.value)
+    check_same_classes(image_folder(tiny_folder), image_folder(tiny_folder))  # the same classes pass

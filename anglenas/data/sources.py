@@ -1,16 +1,29 @@
-"""Where images come from: the embedded mini CIFAR-10, JPEG tarballs, CIFAR python pickles, ImageFolder trees."""
+"""Where images come from: the embedded mini CIFAR-10, JPEG tarballs, CIFAR python pickles, ImageFolder trees.
+
+An unreadable image (cut short, damaged, not an image) is skipped with one warning line naming it and the running
+count; more than :func:`unreadable_limit` of them stop the run with a clear error (a damaged copy or a wrong
+folder, rather than the odd bad file ImageNet holds).
+"""
 from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
+from torchvision.datasets import ImageFolder
 
 from anglenas.errors import UserError
+
+T = TypeVar("T")
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+"""What PIL and torchvision raise for a file that is not a decodable image (OSError: cut short, missing)."""
 
 EMBEDDED_TARBALL = Path(__file__).with_name("cifar10-jpg-mini.tar.gz")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -37,8 +50,6 @@ def load_jpeg_tar(path: str | Path, cache_dir: str | Path | None = None) -> dict
     With ``cache_dir`` the decoded arrays are kept as ``.npz`` keyed by the tarball's hash (decoding the full
     60k-image set takes ~20 s; the cache loads in well under a second).
     """
-    from PIL import Image
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"dataset file {path} does not exist")
@@ -51,6 +62,7 @@ def load_jpeg_tar(path: str | Path, cache_dir: str | Path | None = None) -> dict
                 return {s: ImageArrays(z[f"{s}_x"], z[f"{s}_y"], CIFAR10_CLASSES) for s in ("train", "test")}
     xs: dict[str, list] = {"train": [], "test": []}
     ys: dict[str, list] = {"train": [], "test": []}
+    unreadable = 0
     try:
         with tarfile.open(path, "r:gz") as tf:
             for member in tf:
@@ -60,11 +72,20 @@ def load_jpeg_tar(path: str | Path, cache_dir: str | Path | None = None) -> dict
                 split, cls = parts[-3], parts[-2]
                 if split not in xs or cls not in CIFAR10_CLASSES:
                     continue
-                with Image.open(io.BytesIO(tf.extractfile(member).read())) as img:
-                    xs[split].append(np.asarray(img.convert("RGB")))
+                data = tf.extractfile(member).read()
+                try:
+                    with Image.open(io.BytesIO(data)) as img:
+                        xs[split].append(np.asarray(img.convert("RGB")))
+                except UNREADABLE as exc:
+                    unreadable += 1
+                    warn_unreadable(f"{path}:{member.name}", exc, unreadable, path)
+                    continue
                 ys[split].append(CIFAR10_CLASSES.index(cls))
     except (tarfile.TarError, OSError) as exc:
         raise UserError(f"cannot read image tarball {path}: {exc}") from None
+    total = unreadable + len(ys["train"]) + len(ys["test"])
+    if unreadable > unreadable_limit(total):
+        raise too_many_unreadable(unreadable, total, path)
     if not xs["train"] or not xs["test"]:
         raise UserError(f"{path} holds no train/<class>/*.jpg and test/<class>/*.jpg images")
     out = {s: ImageArrays(np.stack(xs[s]), np.asarray(ys[s], dtype=np.int64), CIFAR10_CLASSES) for s in xs}
@@ -108,17 +129,106 @@ def split_indices(n: int, held_out: int, seed: int) -> tuple[np.ndarray, np.ndar
     return np.sort(perm[held_out:]), np.sort(perm[:held_out])
 
 
-def image_folder(root: str | Path):
-    """A torchvision ImageFolder with clear errors for a missing or empty folder."""
-    from torchvision.datasets import ImageFolder
+def unreadable_limit(n: int) -> int:
+    """How many unreadable images a set of ``n`` may hold before the run stops: 10, or 0.1% of a large set."""
+    return max(10, n // 1000)
 
+
+def warn_unreadable(name: str, exc: BaseException, count: int, where: str | Path) -> None:
+    """The one warning line of a skipped image, with the running count."""
+    print(f"warning: skipped unreadable image {name} ({_problem(exc)}); {count} unreadable image(s) in {where} so "
+          f"far", file=sys.stderr, flush=True)
+
+
+def too_many_unreadable(count: int, total: int, where: str | Path) -> UserError:
+    return UserError(f"{count} of the {total} images in {where} are unreadable (more than {unreadable_limit(total)}): "
+                     f"the copy is damaged or the folder is not an image dataset; check it (the warnings name the "
+                     f"files)")
+
+
+def _problem(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
+class UnreadableImages:
+    """Which images of a folder could not be decoded, in memory shared with the DataLoader worker processes.
+
+    A file's first failure prints one warning line naming it with the running count; the run stops with a
+    :class:`UserError` once more than :func:`unreadable_limit` distinct files failed.
+    """
+
+    def __init__(self, root: Path, n: int) -> None:
+        self.root, self.total = root, n
+        self.flags = torch.zeros(n, dtype=torch.uint8).share_memory_()
+
+    def __contains__(self, index: int) -> bool:
+        return bool(self.flags[index])
+
+    @property
+    def count(self) -> int:
+        return int(self.flags.sum())
+
+    def report(self, index: int, path: str, exc: BaseException) -> None:
+        if self.flags[index]:
+            return
+        self.flags[index] = 1
+        count = self.count
+        if count > unreadable_limit(self.total):
+            raise too_many_unreadable(count, self.total, self.root)
+        warn_unreadable(path, exc, count, self.root)
+
+
+def image_folder(root: str | Path) -> "CheckedImageFolder":
+    """A :class:`CheckedImageFolder` with clear errors for a missing or empty folder."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist; pass the ImageNet-style root with one folder per class")
     try:
-        return ImageFolder(str(root))
+        return CheckedImageFolder(root)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(f"image folder {root} holds no images: {exc}") from None
+
+
+class CheckedImageFolder(ImageFolder):
+    """A torchvision ImageFolder (``self[i]``: RGB PIL image, label) whose unreadable files are skipped."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(str(root))
+        self.unreadable = UnreadableImages(root, len(self.samples))
+
+    def first_readable(self, indices: np.ndarray, i: int, read: Callable[[int], T] | None = None) -> T:
+        """``read(j)`` (default ``self[j]``) of the first readable image among ``indices[i]``, ``indices[i + 1]``, ...
+        (wrapping around): a subset's unreadable image is replaced by the next one of the same subset."""
+        read = read or self.__getitem__
+        n = len(indices)
+        for k in range(n):
+            j = int(indices[(i + k) % n])
+            if j in self.unreadable:
+                continue
+            try:
+                return read(j)
+            except UNREADABLE as exc:
+                self.unreadable.report(j, self.samples[j][0], exc)
+        raise UserError(f"none of the {n} images taken from {self.root} is readable")
+
+
+def check_same_classes(train: CheckedImageFolder, val: CheckedImageFolder) -> None:
+    """Refuse a validation folder whose class folders differ from the training folder's: its labels would mean
+    other classes (a 0% score)."""
+    ours, theirs = set(train.classes), set(val.classes)
+    if ours == theirs:
+        return
+    diff = [f"only in {what}: {_some(names)}" for what, names in (("training", ours - theirs),
+                                                                      ("validation", theirs - ours)) if names]
+    raise UserError(f"the class folders of {val.root} differ from those of {train.root} ({'; '.join(diff)}); pass "
+                    f"the validation folder of the same dataset")
+
+
+def _some(names: Iterable[str], shown: int = 5) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def to_tensor_nchw(images: np.ndarray, device: torch.device | str) -> torch.Tensor:

@@ -13,6 +13,10 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from anglenas.data.sources import UNREADABLE, CheckedImageFolder
+from anglenas.errors import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -128,9 +132,13 @@ def tensor_eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: 
 
 
 class SeededTransform(torch.utils.data.Dataset):
-    """Applies ``transform(img, rng)`` with a per-sample seed that the sampler sends along with the index."""
+    """Applies ``transform(img, rng)`` with a per-sample seed that the sampler sends along with the index.
 
-    def __init__(self, base, indices: Sequence[int], transform: Callable) -> None:
+    An unreadable image is replaced by the next readable one of the subset (see
+    :meth:`anglenas.data.sources.CheckedImageFolder.first_readable`), so batches keep their size.
+    """
+
+    def __init__(self, base: CheckedImageFolder, indices: Sequence[int], transform: Callable) -> None:
         self.base, self.indices, self.transform = base, np.asarray(indices), transform
 
     def __len__(self) -> int:
@@ -138,7 +146,7 @@ class SeededTransform(torch.utils.data.Dataset):
 
     def __getitem__(self, item: tuple[int, int]):
         i, seed = item
-        img, label = self.base[int(self.indices[i])]
+        img, label = self.base.first_readable(self.indices, i)
         return self.transform(img, np.random.default_rng(seed)), label
 
 
@@ -188,28 +196,54 @@ class LoaderStream:
             self._sampler.start = start_step
             self._iter, self._next_step = iter(self._loader), start_step
         for _ in range(num_steps):
-            x, y = self.finish(next(self._iter))
+            x, y = self.finish(next_batch(self._iter))
             self._next_step += 1
             yield self.normalize(x, self.channels_last), y
 
 
-def loader_eval_batches(base, indices: Sequence[int], transform: Callable, batch_size: int, normalize: Normalize,
-                        device: torch.device, workers: int = 8, channels_last: bool = False) -> Iterator[Batch]:
-    """Un-augmented batches of an ImageFolder subset, in order."""
-    subset = torch.utils.data.Subset(_Plain(base, transform), list(map(int, indices)))
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
-    for x, y in loader:
+def next_batch(batches: Iterator):
+    """``next(batches)`` of a DataLoader, with a :class:`UserError` of a worker process as its one line (the
+    DataLoader re-raises it with the worker's traceback in the message)."""
+    try:
+        return next(batches)
+    except UserError as exc:
+        line = str(exc).rstrip().splitlines()[-1]
+        raise UserError(line.removeprefix(f"{UserError.__module__}.{UserError.__qualname__}: ")) from None
+
+
+def loader_eval_batches(base: CheckedImageFolder, indices: Sequence[int], transform: Callable, batch_size: int,
+                        normalize: Normalize, device: torch.device, workers: int = 8,
+                        channels_last: bool = False) -> Iterator[Batch]:
+    """Un-augmented batches of an ImageFolder subset, in order; unreadable images are left out."""
+    loader = iter(torch.utils.data.DataLoader(_Plain(base, indices, transform), batch_size=batch_size,
+                                              num_workers=workers, pin_memory=device.type == "cuda"))
+    while True:
+        try:
+            x, y = next_batch(loader)
+        except StopIteration:
+            return
+        keep = y >= 0
+        if not keep.all():
+            x, y = x[keep], y[keep]
         yield normalize(x.to(device, non_blocking=True), channels_last), y.to(device, non_blocking=True)
 
 
 class _Plain(torch.utils.data.Dataset):
-    def __init__(self, base, transform: Callable) -> None:
-        self.base, self.transform = base, transform
+    """(transform(image), label) of a folder subset; an unreadable image gives a blank one labelled -1."""
+
+    def __init__(self, base: CheckedImageFolder, indices: Sequence[int], transform: Callable) -> None:
+        self.base, self.indices, self.transform = base, np.asarray(indices), transform
+        self._skipped = (transform(Image.new("RGB", (1, 1))), -1)
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.indices)
 
     def __getitem__(self, i: int):
-        img, label = self.base[i]
-        return self.transform(img), label
+        j = int(self.indices[i])
+        if j not in self.base.unreadable:
+            try:
+                img, label = self.base[j]
+                return self.transform(img), label
+            except UNREADABLE as exc:
+                self.base.unreadable.report(j, self.base.samples[j][0], exc)
+        return self._skipped
