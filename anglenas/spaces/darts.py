@@ -160,11 +160,11 @@ class DartsSpace(SearchSpace):
             raise UserError(f"width multiplier must be positive, got {self.width_mult}")
         if self.stem_stride not in (1, 2):
             raise UserError(f"stem stride must be 1 (small inputs) or 2, got {self.stem_stride}")
-        if self.C < 2:
-            raise UserError(f"width {self.width_mult} gives C = {self.C} channels; use a larger width")
+        if self.init_channels < 2:
+            raise UserError(f"width {self.width_mult} gives C = {self.init_channels} channels; use a larger width")
 
     @property
-    def C(self) -> int:
+    def init_channels(self) -> int:
         """Channels of the first cells (48 at the paper's size, 45 for the scaled-down networks)."""
         return round(REFERENCE_C * self.width_mult)
 
@@ -181,6 +181,19 @@ class DartsSpace(SearchSpace):
             return validate_genotype(arch)
         return super().check_arch(arch)
 
+    def read_arch_file(self, path) -> Genotype | None:
+        """A genotype from a ``genotype.json`` (or a ``Genotype(...)`` text file); None for other files."""
+        from pathlib import Path
+
+        from anglenas.darts.genotypes import FORMAT, genotype_from_json, genotype_from_string
+
+        text = Path(path).read_text(errors="replace").strip()
+        if text.startswith("Genotype("):
+            return genotype_from_string(text, str(path))
+        if text.startswith("{") and f'"{FORMAT}"' in text:
+            return genotype_from_json(text, str(path))
+        return None
+
     def describe_arch(self, arch: Arch) -> str:
         return " ".join(PRIMITIVES[int(op)] for op in arch)
 
@@ -193,11 +206,12 @@ class DartsSpace(SearchSpace):
     # -- models ---------------------------------------------------------------------------------------------------
     def supernet(self) -> DartsSuperNet:
         """The 14-cell supernet (the layout after warm-up)."""
-        return DartsSuperNet(self.C, self.num_classes, final_layout(LAYERS), self.input_size, self.stem_stride)
+        return DartsSuperNet(self.init_channels, self.num_classes, final_layout(LAYERS), self.input_size,
+                             self.stem_stride)
 
     def warmup_supernet(self) -> DartsSuperNet:
         """The 3-cell [N, R, R] supernet the warm-up starts from; grow it with ``insert_cell`` (docs/darts-space.md)."""
-        return DartsSuperNet(self.C, self.num_classes, START_LAYOUT, self.input_size, self.stem_stride)
+        return DartsSuperNet(self.init_channels, self.num_classes, START_LAYOUT, self.input_size, self.stem_stride)
 
     def network(self, arch: Arch | Genotype, dropout: float = 0.0) -> nn.Module:
         """The child network of a 14-op architecture (weights from :meth:`path_state_dict`), or the trainable
@@ -210,8 +224,8 @@ class DartsSpace(SearchSpace):
             from anglenas.darts.model_eval import NetworkCIFAR, NetworkImageNet
 
             net = NetworkImageNet if self.stem_stride == 2 else NetworkCIFAR
-            return net(self.C, self.num_classes, LAYERS, True, arch)
-        return DartsChildNet(arch, self.C, self.num_classes, self.input_size, self.stem_stride)
+            return net(self.init_channels, self.num_classes, LAYERS, True, arch)
+        return DartsChildNet(arch, self.init_channels, self.num_classes, self.input_size, self.stem_stride)
 
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         return child_state_dict(supernet_state, self.check_arch(arch))
@@ -222,10 +236,11 @@ class DartsSpace(SearchSpace):
         """Closed-form FLOPs / params per (edge, op), summed over the 14 cells (each at its width and size)."""
         from anglenas.flops import FlopsTable
 
-        pre, pre_params, post, post_params = _fixed_cost(self.C, self.num_classes, self.input_size, self.stem_stride)
+        pre, pre_params, post, post_params = _fixed_cost(self.init_channels, self.num_classes, self.input_size,
+                                                         self.stem_stride)
         flops = np.zeros((NUM_EDGES, len(PRIMITIVES)), dtype=np.int64)
         params = np.zeros_like(flops)
-        for spec in cell_specs(final_layout(LAYERS), self.C, self.input_size, self.stem_stride):
+        for spec in cell_specs(final_layout(LAYERS), self.init_channels, self.input_size, self.stem_stride):
             for e in range(NUM_EDGES):
                 from_input = edge_endpoints(e)[1] < 2
                 stride = 2 if spec.reduction and from_input else 1
@@ -243,14 +258,12 @@ class DartsSpace(SearchSpace):
         """(FLOPs, params) of the genotype network at this size: FLOPs counted in thop's convention in eval mode
         (no auxiliary head), params without the auxiliary head (as upstream DARTS reports them)."""
         from anglenas.darts.genotypes import parse_genotype
-        from anglenas.flops import counted_macs
 
         genotype = parse_genotype(genotype)
-        flops = counted_macs(lambda: self.network(genotype), self.input_size)
         with torch.device("meta"):
             net = self.network(genotype)
         params = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("auxiliary"))
-        return flops, params
+        return self.counted_flops(genotype), params
 
     # -- sampling -------------------------------------------------------------------------------------------------
     def train_sampler(self, ops: Sequence[Sequence[int]], seed: int) -> DartsPathSampler:
