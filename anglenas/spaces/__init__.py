@@ -51,7 +51,7 @@ def space_for_num_sites(num_sites: int) -> SearchSpace:
                     f"(--space)")
 
 
-from anglenas.spaces import mobilenet  # noqa: E402,F401  (registers gpu, fairnas)
+from anglenas.spaces import darts, mobilenet, shufflenetv2  # noqa: E402,F401  (each registers its spaces)
 
 __all__ = ["Arch", "SearchSpace", "ShrinkDefaults", "get_space", "register_space", "space_for_num_sites",
            "space_names"]
