@@ -63,9 +63,11 @@ class ShuffleNetV2Space(SearchSpace):
     op_names: ClassVar[tuple[str, ...]] = OP_NAMES
     shrink: ClassVar[ShrinkDefaults] = ShrinkDefaults(
         drop_rule="global", drops_per_round=DROPS_PER_ROUND,
-        max_rounds=(NUM_SITES * len(OP_NAMES) - 1) // DROPS_PER_ROUND, max_flops=330e6, lr_horizon_epochs=250, init="he_fanout")
+        max_rounds=(NUM_SITES * len(OP_NAMES) - 1) // DROPS_PER_ROUND, max_flops=330e6, lr_horizon_epochs=250,
+        init="he_fanout")
     """Global drop like ABS on SPOS: ``op_num + 1`` = 5 drops a round, at most (80 - 1) // 5 = 15 rounds (the ABS
-    formula); shrinking stops once the space holds <= 1e6 archs, which takes 30 drops or more (6+ rounds)."""
+    formula); shrinking stops once the space holds <= 1e6 archs (from 4^20 = 1.1e12), which takes at least 31
+    drops, so 7 rounds or more."""
     published: ClassVar[Mapping[str, Arch]] = {
         "SPOS_SHUFFLENETV2": (2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3),
         "MMRAZOR_SPOS_SHUFFLENETV2": (2, 0, 2, 0, 3, 1, 1, 0, 0, 1, 0, 1, 0, 3, 1, 2, 2, 0, 1, 3),
