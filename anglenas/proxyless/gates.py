@@ -42,8 +42,8 @@ class _BinaryGate(torch.autograd.Function):
         detached = x.detach().requires_grad_(x.requires_grad)
         with torch.enable_grad():
             out = layer.run(layer.active, detached)
-        ctx.layer, ctx.x, ctx.out = layer, detached, out
-        return out.detach()
+        ctx.layer, ctx.x, ctx.out, ctx.gate_dtype = layer, detached, out, gates.dtype
+        return out.detach().clone() if out is detached else out.detach()  # identity: not a view of the input
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
@@ -52,11 +52,12 @@ class _BinaryGate(torch.autograd.Function):
         grad_x = None
         if x.requires_grad and out.requires_grad:
             (grad_x,) = torch.autograd.grad(out, x, grad_out, retain_graph=False)
-        gate_grad = torch.zeros(len(layer.ops), dtype=torch.float32, device=grad_out.device)
+        dtype = ctx.gate_dtype
+        gate_grad = torch.zeros(len(layer.ops), dtype=dtype, device=grad_out.device)
         with torch.no_grad():
             for k in layer.involved:
                 o_k = out if k == layer.active else layer.run(k, x.detach())
-                gate_grad[k] = (o_k.float() * grad_out.float()).sum()
+                gate_grad[k] = (o_k.to(dtype) * grad_out.to(dtype)).sum()
         ctx.layer = ctx.x = ctx.out = None
         return grad_x, gate_grad, None
 
@@ -128,7 +129,8 @@ class MixedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "single":
             return self.run(self.active, x)
-        self._gates = torch.zeros(len(self.ops), device=x.device, requires_grad=True)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # float32 under bf16 autocast, float64 in tests
+        self._gates = torch.zeros(len(self.ops), dtype=dtype, device=x.device, requires_grad=True)
         with torch.no_grad():
             self._gates[self.active] = 1.0
         return _BinaryGate.apply(x, self._gates, self)

@@ -96,7 +96,7 @@ class ProxylessConfig(DataConfig):
     demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
 
 
-DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, train_batch_size=64, grad_data_batch=64,
+DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=2, train_batch_size=64, grad_data_batch=64,
             warmup_epochs=2, n_epochs=4, grad_update_arch_param_every=2, arch_lr=0.05, val_images=200, workers=0,
             device="cpu", path="runs/proxyless-demo")
 """``--demo``: width 0.25 on the embedded 32x32 CIFAR-10 (1,800 search-train / 200 search-val images), 2 warm-up
@@ -228,7 +228,7 @@ class ProxylessSearch:
         if cfg.grad_binary_mode == "two":
             self.model.rescale_pairs()
         self.weight_opt.zero_grad(set_to_none=True)
-        return float(loss), None if expected is None else float(expected)
+        return float(loss.detach()), None if expected is None else float(expected.detach())
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
