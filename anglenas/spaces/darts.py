@@ -154,6 +154,8 @@ class DartsSpace(SearchSpace):
     """The ABS paper's cells (genotypes, not 14-op architectures): build them with :meth:`network`."""
     angle_paths: ClassVar[tuple[tuple[int, ...], ...]] = ANGLE_PATHS
     path_breakers: ClassVar[tuple[int, ...]] = (NONE,)
+    default_dropout: ClassVar[float] = 0.0
+    """DARTS networks have no dropout before the classifier (they regularise with drop-path)."""
 
     def __post_init__(self) -> None:
         if self.width_mult <= 0:
@@ -213,7 +215,7 @@ class DartsSpace(SearchSpace):
         """The 3-cell [N, R, R] supernet the warm-up starts from; grow it with ``insert_cell`` (docs/darts-space.md)."""
         return DartsSuperNet(self.init_channels, self.num_classes, START_LAYOUT, self.input_size, self.stem_stride)
 
-    def network(self, arch: Arch | Genotype, dropout: float = 0.0) -> nn.Module:
+    def network(self, arch: Arch | Genotype, dropout: float = default_dropout) -> nn.Module:
         """The child network of a 14-op architecture (weights from :meth:`path_state_dict`), or the trainable
         network of a genotype: ``NetworkImageNet(C, classes, 14, auxiliary=True)`` (``NetworkCIFAR`` at stem stride
         1, whose auxiliary head needs 8x8 maps). DARTS networks have no dropout (they use drop-path)."""
