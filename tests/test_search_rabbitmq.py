@@ -21,6 +21,7 @@ from anglenas.log import RunLogger
 from anglenas.search.messages import decode_request, encode, make_request, make_result, weights_fingerprint
 from anglenas.search.mq import RabbitEvaluator, check_broker, resolve_broker
 from anglenas.search.run import Search, SearchConfig
+from anglenas.search import server as test_server
 from anglenas.spaces import get_space
 from search_common import SEARCHING, TINY, journal_results, main_cmd, write_operations
 from search_mq import HOST, PORT, Server, broker, queues, rabbitmqctl  # noqa: F401  (fixtures)
@@ -289,21 +290,30 @@ def test_a_request_is_journaled_only_after_the_broker_confirmed_it(queues):
     assert len(on_broker) == 2 and on_broker[0] == on_broker[1]
 
 
+def parse_with_broker_flags(cls, flags):
+    cfg = parse_config(cls, flags, presets={"demo": test_server.DEMO})
+    return dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg)))
+
+
 def _broker_cfg(queues, *flags):
     return resolve_broker(parse_config(SearchConfig, [*queues.flags, *flags]))
 
 
-def test_bad_password_stops_search_and_test_server_at_start(tmp_path, queues):
+def _server_cfg(queues, *flags):
+    return parse_with_broker_flags(test_server.ServerConfig, [*queues.flags, "--demo", *flags])
+
+
+def test_bad_password_stops_search_and_test_server_at_start(queues):
     lines = []
-    with pytest.raises(UserError, match=f"RabbitMQ {HOST}:{PORT} .* refused the login"):
+    with pytest.raises(UserError, match=f"^RabbitMQ {HOST}:{PORT} .* refused the login"):
         check_broker(_broker_cfg(queues, "--mq_password", "wrong"), lines.append)  # the search's first call
     conn, ch = queues.channel()
     ch.basic_publish("", queues.request, b"a request that must stay queued")
     conn.close()
-    server = Server(queues, tmp_path / "server.log", "--mq_password", "wrong")
-    assert server.proc.wait(timeout=120) == 2
-    assert server.text().startswith(f"error: RabbitMQ {HOST}:{PORT}") and server.text().count("\n") == 1
-    assert queues.count(queues.request) == 1
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=f"^RabbitMQ {HOST}:{PORT} .* refused the login"):
+        test_server.TestServer(_server_cfg(queues, "--mq_password", "wrong")).serve()
+    assert time.monotonic() - t0 < 10 and queues.count(queues.request) == 1
 
 
 def test_unreachable_broker_is_named_in_every_message_and_given_up_at_start(queues):
@@ -317,15 +327,8 @@ def test_unreachable_broker_is_named_in_every_message_and_given_up_at_start(queu
 
 
 def test_test_server_without_its_data_folder_fails_at_start(tmp_path, queues):
-    conn, ch = queues.channel()
-    ch.basic_publish("", queues.request, b"a request for whichever server can serve it")
-    conn.close()
     missing = tmp_path / "no-such-folder"
-    server = Server(queues, tmp_path / "server.log", "--dataset", "imagenet", "--train_dir", str(missing))
-    assert server.proc.wait(timeout=120) == 2
-    assert server.text() == f"error: --train_dir {missing} does not exist on this host; pass the folder of the " \
-                            f"search's data (--dataset imagenet)\n"
-    conn, ch = queues.channel()
-    method, _props, _body = ch.basic_get(queues.request, auto_ack=True)
-    conn.close()
-    assert method is not None and not method.redelivered  # never taken: it waits for a server with the data
+    with pytest.raises(UserError) as err:
+        test_server.TestServer(_server_cfg(queues, "--dataset", "imagenet", "--train_dir", str(missing)))
+    assert str(err.value) == f"--train_dir {missing} does not exist on this host; pass the folder of the search's " \
+                             f"data (--dataset imagenet)"
