@@ -24,6 +24,8 @@ from anglenas.errors import UserError
 Arch = tuple[int, ...]
 RETRIES = 10000
 """Draws allowed per wanted child in crossover, mutation and the random fill (the original's budget)."""
+BATCH = 512
+"""Children drawn at once."""
 
 
 class Evaluator(Protocol):
@@ -55,6 +57,9 @@ class EvolutionSearch:
         self.ops, self.cfg, self.legal = [list(layer) for layer in ops], cfg, legal
         self.results: dict[Arch, float] = dict(results or {})
         self.rng = np.random.default_rng(seed)
+        self._counts = np.array([len(site) for site in self.ops])
+        width = int(self._counts.max())
+        self._table = np.array([site + [site[0]] * (width - len(site)) for site in self.ops], dtype=np.int64)
         if state is None:
             self.epoch, self.visited = 0, set()
             self.top: list[Arch] = []  # top population_num by accuracy, best first
@@ -87,38 +92,50 @@ class EvolutionSearch:
         into.append(arch)
         return True
 
-    def _random(self) -> Arch:
-        return tuple(int(layer[self.rng.integers(len(layer))]) for layer in self.ops)
+    def _uniform(self, n: int) -> np.ndarray:
+        """``n`` architectures [n, sites], each site uniform over its op list."""
+        picks = (self.rng.random((n, len(self.ops))) * self._counts).astype(np.int64)
+        return self._table[np.arange(len(self.ops)), picks]
+
+    def _breed(self, draw: Callable[[int], np.ndarray], limit: int, into: list[Arch] | None = None) -> list[Arch]:
+        """Legal new children from ``draw(n)`` batches appended to ``into`` until it holds ``limit`` or
+        ``limit * RETRIES`` draws are spent (the original's budget; drawn in batches, so a spent space costs
+        little time)."""
+        children: list[Arch] = [] if into is None else into
+        budget = limit * RETRIES
+        while len(children) < limit and budget > 0:
+            batch = draw(min(budget, BATCH))
+            budget -= len(batch)
+            for row in batch.tolist():
+                if self._accept(tuple(row), children) and len(children) >= limit:
+                    break
+        return children
 
     def _fill(self, population: list[Arch]) -> list[Arch]:
-        """Top ``population`` up with random legal children (at most ``population_num * 10000`` draws)."""
-        attempts = self.cfg.population_num * RETRIES
-        while len(population) < self.cfg.population_num and attempts > 0:
-            attempts -= 1
-            self._accept(self._random(), population)
-        return population
+        """Top ``population`` up to ``population_num`` with random legal children."""
+        return self._breed(self._uniform, self.cfg.population_num, population)
 
     def _crossover(self, parents: list[Arch]) -> list[Arch]:
-        children: list[Arch] = []
-        for _ in range(self.cfg.crossover_num * RETRIES):
-            if len(children) >= self.cfg.crossover_num:
-                break
-            a, b = (parents[i] for i in self.rng.integers(len(parents), size=2))
-            mask = self.rng.random(len(self.ops)) < 0.5
-            self._accept(tuple(int(x) if m else int(y) for x, y, m in zip(a, b, mask)), children)
-        return children
+        """Each gene from one of two parents drawn from the top ``select_num`` (possibly the same one twice)."""
+        pool = np.array(parents, dtype=np.int64)
+
+        def draw(n: int) -> np.ndarray:
+            pairs = self.rng.integers(len(parents), size=(n, 2))
+            mask = self.rng.random((n, len(self.ops))) < 0.5
+            return np.where(mask, pool[pairs[:, 0]], pool[pairs[:, 1]])
+
+        return self._breed(draw, self.cfg.crossover_num)
 
     def _mutation(self, parents: list[Arch], limit: int) -> list[Arch]:
-        children: list[Arch] = []
-        for _ in range(limit * RETRIES):
-            if len(children) >= limit:
-                break
-            parent = parents[self.rng.integers(len(parents))]
-            redraw = self.rng.random(len(self.ops)) < self.cfg.m_prob
-            child = tuple(int(layer[self.rng.integers(len(layer))]) if r else int(g)
-                          for g, r, layer in zip(parent, redraw, self.ops))
-            self._accept(child, children)
-        return children
+        """Each gene of a parent redrawn uniformly from its op list with probability ``m_prob``."""
+        pool = np.array(parents, dtype=np.int64)
+
+        def draw(n: int) -> np.ndarray:
+            chosen = pool[self.rng.integers(len(parents), size=n)]
+            redraw = self.rng.random((n, len(self.ops))) < self.cfg.m_prob
+            return np.where(redraw, self._uniform(n), chosen)
+
+        return self._breed(draw, limit)
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def step(self, evaluator: Evaluator, on_result: Callable[[Arch, float], None] | None = None) -> None:

@@ -290,7 +290,7 @@ class Search:
                 "flops_m": self.table.arch_flops(a) / 1e6, "params_m": self.table.arch_params(a) / 1e6}
                for a, acc in evo.best()]
         doc = {"format": RESULT_FORMAT, "version": 1, "space": self.ref_space.name, "operations": self.operations.ops,
-               "flops_limits": [self.cfg.min_flops, self.cfg.max_flops], "top": top, "generations": evo.history}
+               "flops_limits": [self.cfg.min_flops or None, self.cfg.max_flops], "top": top, "generations": evo.history}
         atomic_write_text(self.save / RESULT, json.dumps(doc, indent=1) + "\n")
         fig = plot_search_generations(evo.history, self.save / "search_generations.png")
         self.logger.figure("search/generations", fig, len(evo.history))
