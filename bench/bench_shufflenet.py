@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import RandomStream, device_name, report_variants, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
 
-import anglenas.spaces.shufflenetv2  # noqa: E402,F401  (registers the space)
 from anglenas.spaces import get_space  # noqa: E402
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
 

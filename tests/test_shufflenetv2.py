@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-import anglenas.spaces.shufflenetv2  # noqa: F401  (registers the space until spaces/__init__ imports it)
 from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.errors import UserError
 from anglenas.nn.shufflenet import ShuffleBlock, channel_split
