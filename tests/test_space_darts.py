@@ -174,6 +174,9 @@ def test_flops_table_matches_a_counted_forward(tiny):
         assert table.arch_flops(arch) == _hook_count(net, 32)
         assert table.arch_params(arch) == sum(p.numel() for p in net.parameters())
     assert tiny.counted_flops(archs[-1]) == table.arch_flops(archs[-1])  # the package's counter agrees
+    imagenet_stem = get_space("darts").scaled(8 / 48)  # 224 -> 56 -> 28: cells at 28, 14, 7
+    arch = [SKIP, SEP3, DIL5, NONE, MAX, SEP5, SKIP, AVG, DIL3, NONE, SEP3, SKIP, NONE, DIL5]
+    assert imagenet_stem.flops_table().arch_flops(arch) == imagenet_stem.counted_flops(arch)
     assert table.layers[0][NONE] == table.layers[0][MAX] == 0 and table.layers[4][SKIP] == 0
     assert table.layers[0][SKIP] > 0  # a FactorizedReduce on the reduction cells' input edges
 
