@@ -68,3 +68,25 @@ def test_random_cell_sampler_is_uniform_and_seeded():
     freq = np.stack([(cells == op).mean(0) for op in range(5)])
     # `none` included and never redrawn: a redraw would keep `none` off edge 1<-0, node 1's only input
     assert np.abs(freq - 0.2).max() < 0.03
+
+
+def test_alpha_step_drives_the_supernet_trainer_and_drops_operators():
+    from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
+    from anglenas.nb201.drop import drop_report
+    from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (64,))
+    train = TensorStream(images[:32], labels[:32], 16, seed=0, normalize=CIFAR_NORMALIZE, pad=2)
+    valid = TensorStream(images[32:], labels[32:], 16, seed=1, normalize=CIFAR_NORMALIZE, pad=2)
+    model = NB201SuperNet(channels=4, cells_per_stage=1)
+    alphas = AlphaStep(model)
+    cfg = SupernetTrainConfig(batch_size=16, lr=0.05, channels_last=False, device="cpu")
+    trainer = SupernetTrainer(model, RandomCellSampler(3, seed=0), train, cfg, 4, torch.device("cpu"),
+                              arch_step=alphas, arch_stream=valid)
+    trainer.train(0, 4)
+    assert not torch.equal(alphas.alphas.detach(), torch.zeros(6, 5))
+    report = drop_report(alphas.operator_scores(), {(e, op): 5 * e + op + 1 for e in range(6) for op in range(5)},
+                         [], num_drops=20)
+    assert sum(len(k) for k in report["kept"]) == 10 and all(report["kept"])
