@@ -19,9 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream  # noqa: E402
-from anglenas.nb201.angle import CellAngles, snapshot  # noqa: E402
-from anglenas.nb201.model import CellPathSampler, NB201SuperNet  # noqa: E402
+from anglenas.abs.angle import ArchAngles, snapshot  # noqa: E402
+from anglenas.nb201.optim import update_every_parameter  # noqa: E402
 from anglenas.nb201.space import all_cells  # noqa: E402
+from anglenas.spaces.nb201 import NB201_SPACE  # noqa: E402
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
 from common import RandomStream, sync  # noqa: E402  (bench/ is on the path of a bench script)
 
@@ -53,26 +54,30 @@ def main() -> None:
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"C={args.channels} N={args.cells_per_stage}, {args.resolution}x{args.resolution}, batch {args.batch}")
 
+    space = NB201_SPACE.sized(args.channels, args.cells_per_stage, args.resolution, 10)
     torch.manual_seed(0)
-    model = NB201SuperNet(10, args.channels, args.cells_per_stage).to(device)
+    model = space.supernet().to(device)
     base = snapshot(model)
     with torch.no_grad():
         for w in model.parameters():
             w.add_(0.1 * torch.randn_like(w))
     cells = torch.as_tensor(all_cells(), device=device)
-    table_s = timed(lambda: CellAngles(model, base), device, 3)
-    angles = CellAngles(model, base)
+    table_s = timed(lambda: ArchAngles(model, base, space), device, 3)
+    angles = ArchAngles(model, base, space)
     gather_s = timed(lambda: angles.angles(cells), device, 5)
     print(f"angles of all {len(cells)} architectures: {table_s + gather_s:.4f} s "
           f"(block statistics {table_s:.4f} s + gather {gather_s:.4f} s)")
 
-    for channels_last, amp in ((False, False), (True, device.type == "cuda")):
+    variants = ((False, False, "sampled_only"), (False, False, "original"), (True, device.type == "cuda", "original"))
+    for channels_last, amp, semantics in variants:
         cfg = SupernetTrainConfig(batch_size=args.batch, lr=0.1, amp=amp, channels_last=channels_last)
         stream = RandomStream(args.batch, args.resolution, device, channels_last, num_classes=10)
-        net = NB201SuperNet(10, args.channels, args.cells_per_stage)
-        trainer = SupernetTrainer(net, CellPathSampler(len(net.search_cells), 0), stream, cfg, 10 ** 6, device)
+        sampler = space.train_sampler(space.initial_operations(), 0)
+        trainer = SupernetTrainer(space.supernet(), sampler, stream, cfg, 10 ** 6, device)
+        if semantics == "original":  # every parameter stepped every step (fidelity fix 4)
+            trainer.optimizer = update_every_parameter(trainer.model, cfg.lr, cfg.momentum, 5e-4)
         seconds = timed(lambda: trainer.train(0, args.steps), device, 1)
-        label = ("bf16 " if amp else "fp32 ") + ("channels_last" if channels_last else "NCHW")
+        label = ("bf16 " if amp else "fp32 ") + ("channels_last" if channels_last else "NCHW") + f", {semantics}"
         print(f"supernet training ({label}): {args.steps * args.batch / seconds:.0f} img/s")
 
     images = torch.randint(0, 256, (args.images, 3, args.resolution, args.resolution), dtype=torch.uint8,

@@ -3,18 +3,15 @@
     python figure/nb201_figures.py --run DIR [--out DIR]
 """
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import field, parse_config  # noqa: E402
-from anglenas.errors import UserError, cli  # noqa: E402
-from anglenas.nb201.api import Benchmark  # noqa: E402
-from anglenas.nb201.figures import plot_angle_vs_accuracy, plot_tau_per_epoch  # noqa: E402
+from anglenas.config import field, parse_config
+from anglenas.errors import UserError, cli
+from anglenas.nb201.api import Benchmark
+from anglenas.nb201.figures import plot_angle_vs_accuracy, plot_tau_per_epoch
 
 
 @dataclass

@@ -6,14 +6,10 @@ supernet accuracy (with / without BN recalibration) and random scores, and repor
 
 Writes DIR/tau.json (metric -> tau), DIR/tau_table.json, DIR/tau.md and the figures; run again to resume.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import parse_config  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
-from anglenas.nb201.experiments import DEMO, Experiment, NB201Config  # noqa: E402
+from anglenas.config import parse_config
+from anglenas.errors import cli
+from anglenas.nb201.experiments import DEMO, Experiment, NB201Config
 
 
 @cli

@@ -6,14 +6,10 @@ magnitude; report how many of the ground-truth top-10 operators each keeps and w
 
 Trains the supernets first unless SAVE holds them (same settings); writes SAVE/drop.json.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import parse_config  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
-from anglenas.nb201.experiments import DEMO, Experiment, NB201Config  # noqa: E402
+from anglenas.config import parse_config
+from anglenas.errors import cli
+from anglenas.nb201.experiments import DEMO, Experiment, NB201Config
 
 
 @cli

@@ -3,15 +3,11 @@
 Prints the NB201 index and the 200-epoch test accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120
 (``--index N`` looks an index up instead; ``--benchmark FILE`` reads an official NB201 / NATS-Bench file).
 """
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import field, parse_config  # noqa: E402
-from anglenas.errors import UserError, cli  # noqa: E402
-from anglenas.nb201.api import DATASETS, Benchmark  # noqa: E402
+from anglenas.config import field, parse_config
+from anglenas.errors import UserError, cli
+from anglenas.nb201.api import DATASETS, Benchmark
 
 
 @dataclass

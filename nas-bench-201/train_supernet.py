@@ -5,14 +5,10 @@ initialisation and at every --eval_epochs epoch in SAVE/seed-N/weights-epoch-E.p
 
 The other NB201 scripts given the same --save and settings reuse these supernets; run again to resume.
 """
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.config import parse_config  # noqa: E402
-from anglenas.errors import cli  # noqa: E402
-from anglenas.nb201.experiments import DEMO, Experiment, NB201Config  # noqa: E402
+from anglenas.config import parse_config
+from anglenas.errors import cli
+from anglenas.nb201.experiments import DEMO, Experiment, NB201Config
 
 
 @cli

@@ -4,10 +4,11 @@ import pytest
 import scipy.stats
 import torch
 
-from anglenas.nb201.angle import CellAngles, snapshot
+from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.nb201.metrics import kendall_tau, recalibrated_bn, spearman_rho, supernet_accuracy
-from anglenas.nb201.model import CellPathSampler, NB201SuperNet
+from anglenas.nb201.model import NB201SuperNet
 from anglenas.nb201.space import EDGES, NONE, POOL, SKIP, all_cells
+from anglenas.spaces.nb201 import NB201_SPACE, CellPathSampler
 
 
 
@@ -60,7 +61,7 @@ def direct_angle(model, base, cells):
 
 def test_block_angles_match_the_direct_formula(trained):
     model, base = trained
-    angles = CellAngles(model, base)
+    angles = ArchAngles(model, base, NB201_SPACE)
     cells = all_cells()
     theta = angles.angles(cells)
     assert theta.shape == (15625,) and torch.isfinite(theta).all()
@@ -129,3 +130,46 @@ def test_rebn_is_the_exact_batch_average_and_restored():
     assert torch.equal(model.stem[1].running_mean, before)
     acc = supernet_accuracy(model, (3,) * 6, batches, rebn=batches)
     assert 0.0 <= acc <= 100.0
+
+
+def test_angle_weight_protocol():
+    model = NB201SuperNet(channels=4, cells_per_stage=1)
+    assert model.num_instances == 3
+    params = {id(p) for p in model.parameters()}
+    conv = model.choice_weights(2, 3, instance=1)
+    assert len(conv) == 1 and conv[0] is model.layers[2].edges[2][3][1].weight and conv[0].shape == (8, 8, 3, 3)
+    (pool,) = model.choice_weights(5, POOL, instance=2)
+    assert id(pool) not in params and pool.shape == (16, 3, 3) and torch.all(pool == 1 / 9)
+    assert model.choice_weights(0, SKIP) == [] and model.choice_weights(0, NONE) == []
+
+
+def one_step(semantics):
+    """The model before and after one SGD step of ``semantics`` on cell (3, 3, 3, 1, 3, 2) in every search cell."""
+    from anglenas.nb201.optim import update_every_parameter
+    from anglenas.train.optim import sgd
+
+    torch.manual_seed(0)
+    model = NB201SuperNet(channels=4, cells_per_stage=1)
+    lr, m, wd = 0.1, 0.9, 5e-4
+    opt = update_every_parameter(model, lr, m, wd) if semantics == "original" else sgd(model, lr, m, wd)
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x, (3, 3, 3, 1, 3, 2)), y).backward()
+    opt.step()
+    return model, before, (lr, m, wd)
+
+
+def test_original_semantics_steps_every_parameter():
+    """An op off the path (1x1 on edge 0) and the BN gamma under the original's Nesterov SGD with a zero gradient:
+    buf = wd * p, d = wd * p + m * buf, p' = p - lr * wd * (1 + m) * p; ours leaves it untouched."""
+    model, before, (lr, m, wd) = one_step("original")
+    name = "layers.0.edges.0.2.1.weight"
+    now = dict(model.named_parameters())
+    assert torch.allclose(now[name], before[name] * (1 - lr * wd * (1 + m)), rtol=1e-6, atol=0)
+    assert not torch.equal(now[name], before[name])
+    bn = "stem.1.weight"  # decayed and stepped with its gradient: differs from plain SGD without decay
+    model_ours, before_ours, _ = one_step("sampled_only")
+    ours = dict(model_ours.named_parameters())
+    assert torch.equal(ours[name], before_ours[name])
+    assert torch.equal(before[bn], before_ours[bn]) and not torch.allclose(now[bn], ours[bn], rtol=0, atol=0)

@@ -147,3 +147,68 @@ def test_imagenet16_pickles(tmp_path):
     assert len(d.valid_y) == sum(1 for y in val["labels"] if y <= 120) // 2
     with pytest.raises(UserError, match="missing"):
         NB201Data(NB201DataConfig(dataset="ImageNet16-120", data_dir=str(tmp_path / "nope")), torch.device("cpu"))
+
+
+# -- the registered "nb201" SearchSpace ----------------------------------------------------------------------------
+def test_registered_space_sites_and_ops():
+    from anglenas.spaces import get_space
+    from anglenas.spaces.nb201 import NB201Space
+
+    s = get_space("nb201")
+    assert isinstance(s, NB201Space) and s.channels == 16 and s.cells_per_stage == 5 and s.num_cells == 15
+    assert s.op_names == ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    assert [s.site_name(i) for i in range(6)] == ["edge 1<-0", "edge 2<-0", "edge 2<-1", "edge 3<-0", "edge 3<-1",
+                                                  "edge 3<-2"]
+    assert s.size_of(s.initial_operations()) == 15625
+    # paths 0-3, 0-2-3, 0-1-2-3, 0-1-3 as edge positions, written out by hand
+    assert s.angle_paths == ((3,), (1, 5), (0, 2, 5), (0, 4)) and s.path_breakers == (0,)
+    assert s.published["best_cifar10"] == space.parse(BEST_C10)
+    small = s.scaled(0.5, 16, 120)
+    assert (small.channels, small.input_size, small.num_classes, small.cells_per_stage) == (8, 16, 120, 5)
+    with pytest.raises(UserError, match="stem"):
+        s.scaled(1.0, 64, 10, stem_stride=2)
+    with pytest.raises(UserError, match="edge 2<-1"):
+        s.check_arch([3, 3, 7, 1, 3, 2])
+
+
+def test_flops_table_by_hand():
+    """C=4, N=1, 8x8 input, 10 classes, counted by hand (multiply-accumulates; Linear (2 * in - 1) * out)."""
+    from anglenas.spaces.nb201 import NB201_SPACE
+
+    s = NB201_SPACE.sized(4, 1, 8, 10)
+    t = s.flops_table()
+    assert t.pre == 3 * 4 * 9 * 8 * 8
+    reduction = 4 * 8 * 9 * 4 * 4 + 8 * 8 * 9 * 4 * 4 + 4 * 8 * 4 * 4  # conv_a (s2) + conv_b + 1x1 downsample
+    assert reduction == 8 * 16 * 9 * 2 * 2 + 16 * 16 * 9 * 2 * 2 + 8 * 16 * 2 * 2  # the second one costs the same
+    assert t.post == 2 * reduction + (2 * 16 - 1) * 10
+    conv3 = 4 * 4 * 9 * 64 + 8 * 8 * 9 * 16 + 16 * 16 * 9 * 4  # one cell per stage
+    conv1 = conv3 // 9
+    assert all(row == [0, 0, conv1, conv3, 0] for row in t.layers)
+    conv3_params = (16 * 9 + 2 * 4) + (64 * 9 + 2 * 8) + (256 * 9 + 2 * 16)  # conv + affine BN
+    assert t.layer_params[4][3] == conv3_params
+    for arch in ([3, 3, 3, 1, 3, 2], [0, 0, 0, 0, 0, 0], [4, 2, 1, 2, 1, 0]):
+        assert t.arch_flops(arch) == s.counted_flops(arch)
+        assert t.arch_params(arch) == sum(p.numel() for p in s.network(arch).parameters())
+
+
+def test_space_sampler_and_network_from_supernet():
+    import torch
+
+    from anglenas.spaces.nb201 import NB201_SPACE, CellPathSampler
+
+    s = NB201_SPACE.sized(4, 1, 8, 10)
+    ops = [[3], [0, 1], [0], [0, 4], [0], [0]]
+    sampler = s.train_sampler(ops, seed=2)
+    assert isinstance(sampler, CellPathSampler) and sampler.num_cells == 3
+    for step in range(10):
+        (path,) = sampler.paths(step)
+        assert len(path) == 3 and all(c[0] == 3 and c[1] == 1 and c[3] == 4 for c in path)
+    torch.manual_seed(0)
+    supernet = s.supernet().eval()
+    cells = [(3, 1, 2, 4, 0, 3), (2, 0, 4, 1, 3, 0), (3, 3, 3, 1, 3, 2)]
+    net = s.network(cells).eval()
+    net.load_state_dict(s.path_state_dict(supernet.state_dict(), cells), strict=True)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(net(x), supernet(x, cells), atol=1e-6)
+    with pytest.raises(UserError, match="dropout"):
+        s.network(cells[0], dropout=0.2)

@@ -22,30 +22,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anglenas.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from anglenas.abs.angle import ArchAngles, snapshot
+from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, open_run, run_settings
+from anglenas.checkpoint import save_checkpoint
 from anglenas.config import field, to_yaml
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.nb201.angle import CellAngles, snapshot
 from anglenas.nb201.api import DATASETS as GT_DATASETS
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import NB201Data, NB201DataConfig
 from anglenas.nb201.drop import DROP_METRICS, FULL_OPS, drop_report, ground_truth_ranks, operator_scores
 from anglenas.nb201.metrics import kendall_tau, random_scores, spearman_rho, supernet_accuracy
-from anglenas.nb201.model import CellPathSampler, NB201SuperNet
 from anglenas.nb201.optim import SEMANTICS, update_every_parameter
 from anglenas.nb201.search import evolve
 from anglenas.nb201.space import OPS, to_str
 from anglenas.search.evolution import Arch, EvolutionConfig
+from anglenas.spaces.nb201 import NB201_SPACE
 from anglenas.train.dist import init_distributed
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = ("angle", "magnitude", "random", "acc_rebn", "acc_no_rebn", "angle_acc_subset")
 """Scores ranked against the ground truth; the accuracy ones and ``angle_acc_subset`` on the sampled subset."""
-TRAINING_FIELDS = ("dataset", "data_dir", "split_seed", "resolution", "batch_size", "lr", "min_lr", "momentum",
-                   "weight_decay", "label_smoothing", "grad_clip", "channels", "cells_per_stage", "channels_last",
-                   "optimizer_semantics")
+RESUMABLE_FIELDS = ("device", "amp", "save", "benchmark", "epochs", "eval_epochs", "seeds", "base", "acc_archs",
+                    "rebn_images", "eval_images", "eval_batch_size", "drop_num", "threads", "demo", "preset")
+"""Settings that do not change a seed's trained supernet: a run resumes across them (to train longer, keep
+--lr_horizon_epochs)."""
 
 
 @dataclass
@@ -81,6 +83,9 @@ class NB201Config(NB201DataConfig, SupernetTrainConfig):
     drop_num: int = field(20, "operators dropped in one round by drop_ops.py and for search.py's ABS space")
     threads: int = field(0, "CPU threads of torch (0: torch's default; 1 is far faster on a shared, loaded CPU)")
     demo: bool = field(False, "small settings on the embedded mini CIFAR-10: a few minutes on a CPU")
+    preset: str | None = field(None, "named settings: cpu = the best angle tau on 2 CPU cores in 5 minutes a seed "
+                                     "(real CIFAR-10; give --data_dir)", choices=(None, "cpu"),
+                               presets=lambda: {"cpu": CPU})
 
     def checked(self) -> "NB201Config":
         epochs = self.eval_epoch_list()
@@ -108,6 +113,24 @@ DEMO = dict(dataset="embedded", resolution=16, channels=8, cells_per_stage=1, ba
             save="runs/nb201-demo", amp=False, channels_last=False, threads=1)
 """``--demo``: the NB201 macro at C=8, N=1 on the embedded CIFAR-10 downscaled to 16x16, a CPU run of minutes."""
 
+CPU = dict(dataset="cifar10-jpg", resolution=32, channels=16, cells_per_stage=2, batch_size=128, epochs=4,
+           eval_epochs="1,2,3,4", optimizer_semantics="original", acc_archs=0, save="runs/nb201-cpu", amp=False,
+           channels_last=True, threads=2)
+"""``--preset cpu``: the angle's best Kendall tau found on 2 CPU cores within 5 minutes a seed, on the 25k real
+CIFAR-10 training half (measurements in docs/nb201.md)."""
+
+
+@dataclass
+class NB201SearchConfig(NB201Config, EvolutionConfig):
+    """Experiment 5: NB201 supernet settings plus the evolutionary search's."""
+
+    def evolution(self) -> EvolutionConfig:
+        return EvolutionConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvolutionConfig)})
+
+
+SEARCH_DEMO = {**DEMO, "population_num": 10, "select_num": 4, "crossover_num": 4, "mutation_num": 4,
+               "max_epochs": 3, "rebn_images": 128, "eval_images": 128}
+
 
 class SupernetRun:
     """Training and scoring of one seed's supernet in ``SAVE/seed-N``."""
@@ -116,13 +139,14 @@ class SupernetRun:
                  logger: RunLogger) -> None:
         self.cfg, self.seed, self.data, self.bench, self.device, self.logger = cfg, seed, data, bench, device, logger
         self.dir = Path(cfg.save) / f"seed-{seed}"
+        self.space = NB201_SPACE.sized(cfg.channels, cfg.cells_per_stage, data.input_size, data.num_classes)
         torch.manual_seed(seed)
-        model = NB201SuperNet(data.num_classes, cfg.channels, cfg.cells_per_stage)
+        model = self.space.supernet()
         self.stream = data.train_stream(cfg.batch_size, seed, cfg.channels_last)
         self.steps_per_epoch = self.stream.steps_per_epoch
         horizon = (cfg.lr_horizon_epochs or cfg.epochs) * self.steps_per_epoch
-        self.trainer = SupernetTrainer(model, CellPathSampler(len(model.search_cells), seed), self.stream, cfg,
-                                       horizon, device, logger=logger)
+        sampler = self.space.train_sampler(self.space.initial_operations(), seed)
+        self.trainer = SupernetTrainer(model, sampler, self.stream, cfg, horizon, device, logger=logger)
         self.model = self.trainer.model
         if cfg.optimizer_semantics == "original":
             self.trainer.optimizer = update_every_parameter(self.model, cfg.lr, cfg.momentum, cfg.weight_decay)
@@ -130,29 +154,29 @@ class SupernetRun:
         self._resume()
 
     # -- checkpoints --------------------------------------------------------------------------------------------
-    def _training_config(self) -> dict:
-        return {k: getattr(self.cfg, k) for k in TRAINING_FIELDS} | {
-            "seed": self.seed, "lr_horizon_epochs": self.cfg.lr_horizon_epochs or self.cfg.epochs}
+    def _run_config(self) -> NB201Config:
+        """The settings of this seed's supernet: this seed, the LR horizon resolved, the NB201 fields only (the
+        search's extra fields do not change the supernet)."""
+        own = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(NB201Config)}
+        return dataclasses.replace(NB201Config(**own), seed=self.seed,
+                                   lr_horizon_epochs=self.cfg.lr_horizon_epochs or self.cfg.epochs)
 
     def _resume(self) -> None:
-        path = self.dir / CHECKPOINT
-        if not path.is_file():
-            self.dir.mkdir(parents=True, exist_ok=True)
+        run_cfg = self._run_config()
+        ckpt = open_run(self.dir / CHECKPOINT, run_cfg, RESUMABLE_FIELDS, map_location=self.device)
+        if ckpt is None:
             save_checkpoint(snapshot(self.model), self.dir / "weights-epoch-0.pt")
             return
-        ckpt = load_checkpoint(path, map_location=self.device)
-        diff = sorted(k for k, v in ckpt["config"].items() if self._training_config().get(k) != v)
-        if diff:
-            raise UserError(f"{self.dir} holds a supernet trained with other settings ({', '.join(diff)}); "
-                            f"use the same settings to resume (to train longer, keep --lr_horizon_epochs), "
-                            f"or another --save")
+        if "optimizer_semantics" not in ckpt["config"]:  # saved before the flag existed: trained sampled_only
+            check_same_settings({"optimizer_semantics": "sampled_only"}, run_settings(run_cfg, RESUMABLE_FIELDS),
+                                self.dir)
         self.trainer.load_state_dict(ckpt)
         self.epoch, self.records = ckpt["epoch"], ckpt["records"]
         self.logger.info(f"seed {self.seed}: resumed after epoch {self.epoch}")
 
     def _checkpoint(self) -> None:
-        save_checkpoint({"config": self._training_config(), "epoch": self.epoch, "records": self.records,
-                         **self.trainer.state_dict()}, self.dir / CHECKPOINT)
+        save_checkpoint({"config": run_settings(self._run_config(), RESUMABLE_FIELDS), "epoch": self.epoch,
+                         "records": self.records, **self.trainer.state_dict()}, self.dir / CHECKPOINT)
 
     def base_weights(self) -> dict[str, torch.Tensor]:
         name = "weights-epoch-0.pt" if self.cfg.base == "init" else "weights-epoch-1.pt"
@@ -179,7 +203,7 @@ class SupernetRun:
 
     def weight_scores(self) -> dict[str, np.ndarray]:
         """Angle and magnitude of every benchmark architecture (index order) for the current weights."""
-        angles = CellAngles(self.model, self.base_weights())
+        angles = ArchAngles(self.model, self.base_weights(), self.space)
         return {"angle": angles.angles(self.bench.cells).cpu().numpy(),
                 "magnitude": angles.magnitudes(self.bench.cells).cpu().numpy()}
 

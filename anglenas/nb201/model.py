@@ -1,19 +1,20 @@
-"""The NAS-Bench-201 SPOS supernet (spec §1.6) and its path sampler.
+"""The NAS-Bench-201 SPOS supernet (spec §1.6), its op table and the angle's weight protocol.
 
 Macro (C=16, N=5): stem conv3x3 + BN, N search cells at C, a residual reduction block to 2C, N cells, a
 reduction to 4C, N cells, then BN + ReLU, global average pooling and a linear classifier. Every search cell
 holds all 5 operations on each of its 6 edges and runs the ones its own path picks: ``forward(x, path)`` takes
-one cell tuple for every cell, or a list with a cell tuple per search cell.
+one cell tuple for every cell, or a list with a cell tuple per search cell. The space around it (sites, FLOPs,
+sampler) is :mod:`anglenas.spaces.nb201`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, OPS, POOL, Cell
+from anglenas.nb201.space import EDGES, NONE, NUM_EDGES, OPS, Cell
 
 Path = Sequence[int] | Sequence[Sequence[int]]
 
@@ -26,15 +27,34 @@ class ReLUConvBN(nn.Sequential):
                          nn.BatchNorm2d(c_out, affine=affine, track_running_stats=True))
 
 
-def make_op(op: int, channels: int) -> nn.Module:
-    """Operation ``op`` of a search cell (BN without affine parameters, as the original's search cells)."""
-    if op == CONV1:
-        return ReLUConvBN(channels, channels, 1, 1, affine=False)
-    if op == CONV3:
-        return ReLUConvBN(channels, channels, 3, 1, affine=False)
-    if op == POOL:
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    return nn.Identity()  # skip_connect; `none` is never run (it contributes zero)
+class Zero(nn.Module):
+    """The ``none`` op: an edge that contributes nothing (a cell leaves it out of the node's sum)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+OP_BUILDERS: dict[str, Callable[[int, bool], nn.Module]] = {
+    "none": lambda c, affine: Zero(),
+    "skip_connect": lambda c, affine: nn.Identity(),
+    "nor_conv_1x1": lambda c, affine: ReLUConvBN(c, c, 1, 1, affine),
+    "nor_conv_3x3": lambda c, affine: ReLUConvBN(c, c, 3, 1, affine),
+    "avg_pool_3x3": lambda c, affine: nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+}
+"""The op table: name -> builder(channels, affine BN), in the order of :data:`~anglenas.nb201.space.OPS`."""
+assert tuple(OP_BUILDERS) == OPS
+
+
+def make_op(op: int, channels: int, affine: bool = False) -> nn.Module:
+    """Operation ``op`` on ``channels`` channels; search cells use BN without affine parameters (the original's),
+    stand-alone networks affine BN."""
+    return OP_BUILDERS[OPS[op]](channels, affine)
+
+
+def pool_constant(channels: int, device: torch.device | None = None) -> torch.Tensor:
+    """The fixed [C, 3, 3] tensor of 1/9 that stands for a 3x3 average pooling in the angle's vector (spec §3.4);
+    not a parameter, so it is the same in W0 and W."""
+    return torch.full((channels, 3, 3), 1.0 / 9.0, dtype=torch.float64, device=device)
 
 
 class SearchCell(nn.Module):
@@ -53,10 +73,6 @@ class SearchCell(nn.Module):
                      if i == node and cell[e] != NONE]
             nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
         return nodes[3]
-
-    def conv_weight(self, edge: int, op: int) -> torch.Tensor:
-        """The conv weight of a convolution on ``edge``."""
-        return self.edges[edge][op][1].weight
 
 
 class ResidualReduction(nn.Module):
@@ -106,6 +122,12 @@ class NB201SuperNet(nn.Module):
             x = layer(x, next(cells)) if isinstance(layer, SearchCell) else layer(x)
         return self.classifier(self.pool(self.lastact(x)).flatten(1))
 
+    # -- the angle's weight protocol (anglenas.spaces.base.AngleWeights) ------------------------------------------
+    @property
+    def num_instances(self) -> int:
+        """Search cells: each may hold its own cell, all share the 6 sites."""
+        return len(self.search_cells)
+
     def fixed_weights(self) -> list[torch.Tensor]:
         """Weights every architecture shares, in the original's order (spec §3.4): lastact BN, classifier,
         stem conv and BN, then per reduction block conv_a (+BN), conv_b (+BN), downsample conv."""
@@ -115,32 +137,17 @@ class NB201SuperNet(nn.Module):
                 out += [*layer.conv_a.parameters(), *layer.conv_b.parameters(), layer.downsample[1].weight]
         return out
 
-
-class CellPathSampler:
-    """SPOS sampling of the NB201 supernet (spec §1.6, ``forward_urs`` / ``forward_dropnode``): each search cell
-    draws its own cell; per node, one op per incoming edge uniformly from that edge's list, redrawn while all of
-    the node's inputs are ``none``. The path of a step depends on (seed, step) only."""
-
-    def __init__(self, num_cells: int, seed: int, ops: Sequence[Sequence[int]] | None = None) -> None:
-        self.num_cells, self.seed = num_cells, seed
-        self.ops = [list(e) for e in ops] if ops is not None else [list(range(len(OPS)))] * NUM_EDGES
-        self._nodes = [[e for e, (i, _) in enumerate(EDGES) if i == node] for node in range(1, 4)]
-
-    def sample_cell(self, rng: np.random.Generator) -> Cell:
-        cell = [NONE] * NUM_EDGES
-        for edges in self._nodes:
-            can_live = any(op != NONE for e in edges for op in self.ops[e])
-            while True:
-                picks = [self.ops[e][rng.integers(len(self.ops[e]))] for e in edges]
-                if not can_live or any(p != NONE for p in picks):
-                    break
-            for e, p in zip(edges, picks):
-                cell[e] = int(p)
-        return tuple(cell)
-
-    def paths(self, step: int) -> list[list[Cell]]:
-        rng = np.random.default_rng([self.seed, step])
-        return [[self.sample_cell(rng) for _ in range(self.num_cells)]]
+    def choice_weights(self, site: int, op: int, instance: int = 0) -> list[torch.Tensor]:
+        """Weights op ``op`` on edge ``site`` of search cell ``instance`` adds to the vector: a conv its weight,
+        avg_pool the constant :func:`pool_constant`, skip and none nothing."""
+        cell = self.search_cells[instance]
+        module = cell.edges[site][op % len(OPS)]
+        if isinstance(module, ReLUConvBN):
+            return [module[1].weight]
+        if isinstance(module, nn.AvgPool2d):
+            return [pool_constant(cell.channels, self.classifier.weight.device)]
+        return []
 
 
-__all__ = ["CellPathSampler", "NB201SuperNet", "ReLUConvBN", "SearchCell"]
+__all__ = ["NB201SuperNet", "OP_BUILDERS", "ReLUConvBN", "ResidualReduction", "SearchCell", "Zero", "make_op",
+           "pool_constant"]
