@@ -45,6 +45,8 @@ def test_space_registration_and_defaults():
         tuple(OFFSET[j] + k for k, j in zip(p, p[1:])) for p in NODE_PATHS)
     assert space.published == {"DARTS_ABS": DARTS_ABS, "PDARTS_ABS": PDARTS_ABS}
     assert space.scaled(45 / 48).init_channels == 45
+    with pytest.raises(UserError, match="divisible by 32"):
+        space.scaled(input_size=200)
     with pytest.raises(UserError, match="edge 2 \\(node 3 <- 0\\)"):
         space.check_arch([0, 0, 9] + [0] * 11)
 

@@ -162,6 +162,10 @@ class DartsSpace(SearchSpace):
             raise UserError(f"width multiplier must be positive, got {self.width_mult}")
         if self.stem_stride not in (1, 2):
             raise UserError(f"stem stride must be 1 (small inputs) or 2, got {self.stem_stride}")
+        multiple = 32 if self.stem_stride == 2 else 8  # FactorizedReduce halves even sizes only
+        if self.input_size % multiple:
+            raise UserError(f"the DARTS networks need an input size divisible by {multiple} at stem stride "
+                            f"{self.stem_stride}; got {self.input_size} (use e.g. {224 if multiple == 32 else 32})")
         if self.init_channels < 2:
             raise UserError(f"width {self.width_mult} gives C = {self.init_channels} channels; use a larger width")
 

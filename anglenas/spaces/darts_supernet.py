@@ -120,8 +120,8 @@ def cell_specs(layout: Sequence[bool], C: int, input_size: int = 224, stem_strid
         if twice:
             ch0, res0 = ch1, res1
         spec = CellSpec(ch0, ch1, c_curr, reduction, res0 != res1, twice, res1)
-        if spec.reduction_prev and res0 != 2 * res1 and res0 != 2 * res1 - 1:
-            raise ValueError(f"cell inputs at {res0} and {res1} pixels cannot be matched")
+        if spec.reduction_prev and res0 != 2 * res1:
+            raise ValueError(f"a FactorizedReduce cannot match cell inputs of {res0} and {res1} pixels")
         specs.append(spec)
         states.append((4 * c_curr, spec.output_res))
     return specs
