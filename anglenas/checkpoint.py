@@ -90,3 +90,20 @@ def open_run(path: str | Path, cfg: Any, resumable: Collection[str], is_main: bo
     ckpt = load_checkpoint(path, map_location=map_location)
     check_same_settings(ckpt["config"], run_settings(cfg, resumable), path.parent)
     return ckpt
+
+
+def check_writable(path: str | Path, what: str, flag: str) -> None:
+    """Fail at start, in one line, when ``path`` (a folder, or a file whose folder is created) cannot be written:
+    better than a traceback after hours of work."""
+    path = Path(path)
+    folder = path if what.endswith("folder") else path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write the {what} {str(path)!r} ({exc.strerror or exc}); pass a writable {flag}") \
+            from None
+    if not what.endswith("folder") and path.is_dir():
+        raise UserError(f"the {what} {str(path)!r} is a folder; pass a file path with {flag}")

@@ -22,8 +22,10 @@ def cli(main: F) -> F:
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted: the last checkpoint is kept; run the same command again to resume", file=sys.stderr)
+        except KeyboardInterrupt as exc:  # Stopped (a checkpoint was written) says so in its message
+            print(f"stopped: {exc}" if str(exc) else "interrupted outside a training loop: work since the last "
+                  "checkpoint written (see the log) is lost; run the same command again to resume from it",
+                  file=sys.stderr)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]

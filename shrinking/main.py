@@ -1,6 +1,10 @@
-"""ABS shrinking: ``torchrun --nproc_per_node=8 main.py --train_dir ... --space gpu`` (``--demo`` for a CPU demo).
+"""ABS shrinking: train the supernet, score operators by angle, drop the worst, repeat.
 
-Writes SAVE/operations.json; run again with the same arguments to resume.
+    torchrun --nproc_per_node=8 shrinking/main.py --space gpu --train_dir DIR --save runs/shrink
+    python shrinking/main.py --space darts --demo --save runs/shrink-darts     # CPU demo on the embedded data
+
+Spaces: gpu, fairnas, darts, shufflenetv2 (and any registered one). Writes SAVE/operations.json; run again with
+the same arguments to resume (Ctrl-C writes a checkpoint first).
 """
 from anglenas.abs.shrink import DEMO, ShrinkConfig, Shrinker
 from anglenas.config import parse_config

@@ -1,9 +1,13 @@
-"""Train a found architecture from scratch: ``torchrun --nproc_per_node=8 train_from_scratch.py --arch SPOS_ABS
---train_dir ... --test_dir ...`` (``--demo`` for a CPU demo on the embedded data).
+"""Train a found architecture from scratch, or evaluate a checkpoint.
 
-``--arch`` takes op indices (``"2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"``), a published name (SPOS_ABS,
-FAIRNAS_ABS, PROXYLESS_ABS) or a search_result.json. Run again with the same arguments to resume.
-``--eval --eval-resume PATH`` evaluates a checkpoint (ours or the original's) and prints its top-1.
+    torchrun --nproc_per_node=8 training/train_from_scratch.py --arch SPOS_ABS --train_dir DIR --test_dir DIR
+    python training/train_from_scratch.py --demo --arch runs/search/search_result.json   # CPU demo
+    python training/train_from_scratch.py --eval --eval-resume runs/train/checkpoint.pt --test_dir DIR
+
+--arch takes op ids ("2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"), a published name (SPOS_ABS, FAIRNAS_ABS,
+PROXYLESS_ABS, DARTS_ABS, PDARTS_ABS, SPOS_SHUFFLENETV2, ...), a search_result.json or a genotype.json. Run again
+with the same arguments to resume (Ctrl-C writes a checkpoint first). --eval needs only the test data; the
+network comes from our checkpoint.
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli

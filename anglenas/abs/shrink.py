@@ -20,7 +20,7 @@ import torch
 from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
-from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
+from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
@@ -34,7 +34,7 @@ from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its resumption (they do not change the result)
-RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "operations_path", "demo", "amp"}
+RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minutes", "save", "operations_path", "demo", "amp"}
 
 
 @dataclass
@@ -110,6 +110,9 @@ class Shrinker:
 
     def __init__(self, cfg: ShrinkConfig) -> None:
         self.cfg = cfg = cfg.resolved()
+        check_writable(cfg.save, "run folder", "--save")
+        check_writable(cfg.operations_path or Path(cfg.save) / "operations.json", "operations file",
+                       "--operations_path")
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
         self.logger = RunLogger(self.save, self.env.is_main)

@@ -55,8 +55,8 @@ class Data:
     ``held_out=False`` (final training): training uses the whole train set, ``val_batches`` is the test set.
     """
 
-    def __init__(self, cfg: DataConfig, device: torch.device, held_out: bool = True) -> None:
-        self.cfg, self.device, self.held_out = cfg, device, held_out
+    def __init__(self, cfg: DataConfig, device: torch.device, held_out: bool = True, train: bool = True) -> None:
+        self.cfg, self.device, self.held_out, self.train = cfg, device, held_out, train
         self.folder = None
         if cfg.dataset == "imagenet":
             self._init_folder()
@@ -90,6 +90,13 @@ class Data:
 
     def _init_folder(self) -> None:
         cfg = self.cfg
+        if not self.train and not self.held_out:  # evaluation only: the test folder is all it needs
+            if not cfg.test_dir:
+                raise UserError("evaluation on ImageNet needs --test_dir (the val folder)")
+            self.folder = self._val_folder = image_folder(cfg.test_dir)
+            self.num_classes, self.input_size, self.normalize = len(self.folder.classes), 224, ORIGINAL_IMAGENET
+            self._train_idx, self._val_idx = np.arange(0), np.arange(len(self.folder))
+            return
         if not cfg.train_dir:
             raise UserError("--dataset imagenet needs --train_dir (and --test_dir for final training)")
         self.folder = image_folder(cfg.train_dir)
@@ -152,6 +159,8 @@ def eval_subset(n: int, limit: int | None) -> np.ndarray:
     return np.sort(np.random.default_rng(0).permutation(n)[:limit])
 
 
-def build_data(cfg: DataConfig, device: torch.device | str = "cpu", held_out: bool = True) -> Data:
-    """The dataset of ``cfg`` on ``device`` (see :class:`Data`)."""
-    return Data(cfg, torch.device(device), held_out)
+def build_data(cfg: DataConfig, device: torch.device | str = "cpu", held_out: bool = True,
+               train: bool = True) -> Data:
+    """The dataset of ``cfg`` on ``device`` (see :class:`Data`); ``train=False``: evaluation only (ImageNet then
+    needs only ``--test_dir``)."""
+    return Data(cfg, torch.device(device), held_out, train)

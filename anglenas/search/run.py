@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from anglenas.checkpoint import atomic_write_text, check_same_settings, open_run, run_settings, save_checkpoint
+from anglenas.checkpoint import (atomic_write_text, check_same_settings, check_writable, open_run, run_settings,
+                                 save_checkpoint)
 from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
@@ -48,7 +49,8 @@ FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=315e6 - FA
 """The FairNAS searcher's defaults (spec §7): the original's 315M-327M window in real FLOPs (302.15M-314.15M; its
 table over-counted the stem by 12.85M)."""
 # fields that may change between a run and its resumption (they do not change the result)
-RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "save", "demo", "amp", "backend", "local_workers",
+RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minutes", "save", "demo", "amp", "backend",
+                     "local_workers",
                      "eval_threads", "train_dir", "test_dir", "data_dir", "decode", "resend_after",
                      *(f.name for f in dataclasses.fields(BrokerConfig))}
 
@@ -162,6 +164,7 @@ class Search:
         self.cfg = cfg
         if not cfg.operations_path:
             raise UserError("--operations_path is required: the operations file written by shrinking/main.py")
+        check_writable(cfg.save, "run folder", "--save")
         self.operations: Operations = load_operations(cfg.operations_path)
         self.ref_space = self.operations.space
         self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space)

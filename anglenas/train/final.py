@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from anglenas.archs import format_arch, parse_arch
-from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
+from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
@@ -34,12 +34,14 @@ from anglenas.spaces import get_space
 from anglenas.train.dist import DistEnv, barrier, init_distributed
 from anglenas.train.ema import WeightEma
 from anglenas.train.optim import linear_lr, set_lr, sgd
+from anglenas.train.stop import CheckpointClock, Stopped, stop_requests
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT, BEST, SUMMARY = "checkpoint.pt", "best.pt", "summary.json"
 SUMMARY_FORMAT = "anglenas-train-summary"
 # fields that may change between a run and its resumption (they do not change the trained weights)
-RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "eval_every",
+RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "checkpoint_minutes",
+                     "eval_every",
                      "eval_batch_size", "eval_limit", "eval", "eval_resume", "demo", "cifar", "data_dir", "train_dir",
                      "test_dir"}
 # fields that define the network; evaluation of one of our checkpoints takes them from the checkpoint
@@ -78,6 +80,7 @@ class FinalTrainConfig(DataConfig):
     eval_batch_size: int = field(200, "evaluation batch size")
     eval_limit: int | None = field(None, "evaluate on a fixed random subset of this many test images (default: all)")
     checkpoint_every: int = field(0, "iterations between writes of checkpoint.pt (0: at every evaluation)")
+    checkpoint_minutes: float = field(10.0, "also write checkpoint.pt this many minutes after the last one (0: off)")
     seed: int = field(0, "seed of the weights, data order, augmentation and dropout")
     device: str = field("auto", "cuda, cpu or auto")
     amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
@@ -134,11 +137,13 @@ class FinalTrainer:
         if cfg.eval:
             cfg = self._config_for_eval(cfg)
         self.cfg = cfg
+        if not cfg.eval:
+            check_writable(cfg.save, "run folder", "--save")
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
         self.logger = RunLogger(None if cfg.eval else self.save, self.env.is_main)
         self.space_name, self.arch = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
-        self.data = build_data(cfg, self.device, held_out=False)
+        self.data = build_data(cfg, self.device, held_out=False, train=not cfg.eval)
         self.space = get_space(self.space_name).scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
                                                        self.data.num_classes, cfg.stem_stride)
         self.per_site = isinstance(self.arch, (list, tuple)) and all(isinstance(op, int) for op in self.arch)
@@ -157,6 +162,13 @@ class FinalTrainer:
         saved = ckpt.get("config") if isinstance(ckpt, dict) else None
         if not isinstance(saved, dict):
             return cfg  # an original checkpoint: the network comes from the flags
+        default_arch = next(f.default for f in dataclasses.fields(cfg) if f.name == "arch")
+        if cfg.arch != default_arch and "arch" in saved:
+            given = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
+            trained = parse_arch(saved["arch"], saved.get("space"), saved.get("arch_rank", 0))
+            if given != trained:
+                raise UserError(f"--arch {cfg.arch!r} is not the architecture {cfg.eval_resume} was trained with "
+                                f"({format_arch(trained[1])}, {trained[0]} space); leave --arch out to evaluate it")
         return dataclasses.replace(cfg, **{k: saved[k] for k in NETWORK_FIELDS if k in saved})
 
     def _describe(self) -> dict[str, float]:
@@ -298,6 +310,16 @@ class FinalTrainer:
                          f"{min(self.data.num_val, cfg.eval_limit or self.data.num_val)} test images")
         end = self.total if max_steps is None else min(self.total, max_steps)
         progress = self.logger.progress("train", self.total, self.step)
+        with stop_requests() as stop:
+            self._loop(end, progress, stop)
+        if self.step < self.total:
+            return None
+        if self.last_eval_step != self.step:  # resumed after the end of an interrupted final evaluation
+            self._evaluate_and_record()
+        return self._write_summary(sizes)
+
+    def _loop(self, end: int, progress, stop) -> None:
+        clock = CheckpointClock(self.checkpoint_every, self.cfg.checkpoint_minutes)
         loss_acc = torch.zeros((), device=self.device)
         correct_acc = torch.zeros((), device=self.device)
         seen, t0 = 0, time.perf_counter()
@@ -318,13 +340,11 @@ class FinalTrainer:
                 seen, t0 = 0, time.perf_counter()
             if self.step % self.eval_every == 0 or self.step == self.total:
                 self._evaluate_and_record()
-            if self.step % self.checkpoint_every == 0 or self.step == self.total:
+            if clock.due(self.step) or self.step == self.total or stop.requested:
                 self._checkpoint()
-        if self.step < self.total:
-            return None
-        if self.last_eval_step != self.step:  # resumed after the end of an interrupted final evaluation
-            self._evaluate_and_record()
-        return self._write_summary(sizes)
+            if stop.requested:
+                raise Stopped(f"stopped at iteration {self.step}/{self.total}; {self.save / CHECKPOINT} holds that "
+                              f"iteration: run the same command again to resume")
 
     def _write_summary(self, sizes: dict[str, float]) -> dict | None:
         if not self.env.is_main:

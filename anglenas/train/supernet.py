@@ -20,6 +20,7 @@ from anglenas.data import BatchStream
 from anglenas.log import RunLogger
 from anglenas.train.dist import DistEnv, all_reduce_grads
 from anglenas.train.optim import linear_lr, set_lr, sgd
+from anglenas.train.stop import CheckpointClock, Stopped, stop_requests
 
 
 class PathSampler(Protocol):
@@ -45,6 +46,7 @@ class SupernetTrainConfig:
     device: str = field("auto", "cuda, cpu or auto")
     amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
     channels_last: bool = field(True, "channels_last memory format (faster for these depthwise nets on GPU and CPU)")
+    checkpoint_minutes: float = field(10.0, "also write a checkpoint this many minutes after the last one (0: off)")
 
 
 def autocast_context(device: torch.device, enabled: bool):
@@ -103,14 +105,21 @@ class SupernetTrainer:
 
     def train(self, start: int, end: int, desc: str = "train",
               checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0) -> None:
-        """Run steps ``start`` .. ``end - 1``; call ``checkpoint(next_step)`` every ``checkpoint_every`` steps."""
+        """Run steps ``start`` .. ``end - 1``; call ``checkpoint(next_step)`` every ``checkpoint_every`` steps and
+        every ``checkpoint_minutes``; on Ctrl-C / SIGTERM, checkpoint after the current step and raise
+        :class:`~anglenas.train.stop.Stopped`."""
         if end <= start:
             return
         progress = self.logger.progress(desc, end, start)
+        val = self.arch_stream.batches(start, end - start) if self.arch_stream is not None else None
+        clock = CheckpointClock(checkpoint_every, self.cfg.checkpoint_minutes)
+        with stop_requests() as stop:
+            self._train(start, end, progress, val, clock, stop, checkpoint)
+
+    def _train(self, start, end, progress, val, clock, stop, checkpoint) -> None:
         loss_acc = torch.zeros((), device=self.device)
         correct_acc = torch.zeros((), device=self.device)
         forwards = images = 0
-        val = self.arch_stream.batches(start, end - start) if self.arch_stream is not None else None
         for step, (x, y) in zip(range(start, end), self.stream.batches(start, end - start)):
             if val is not None:
                 self.arch_step(step, x, y, *next(val))
@@ -129,8 +138,12 @@ class SupernetTrainer:
                 loss_acc.zero_()
                 correct_acc.zero_()
                 forwards = images = 0
-            if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done < end:
+            if checkpoint is not None and (stop.requested or (done < end and clock.due(done))):
                 checkpoint(done)
+            if stop.requested:
+                raise Stopped(f"stopped after step {done}; " + ("a checkpoint of that step was written: run the same "
+                                                               "command again to resume" if checkpoint is not None
+                                                               else "nothing was saved"))
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
