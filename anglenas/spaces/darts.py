@@ -150,6 +150,9 @@ class DartsSpace(SearchSpace):
     """Spec §3.1: 1 op dropped per edge per round (8 -> 2 ops after 6 rounds, 2^14 archs), no FLOPs filter, lr
     0.2 over a 400-epoch horizon, 150 epochs before round 0 and 20 before each later one, after the 55-epoch
     warm-up (:meth:`warmup_supernet`). ``init="default"``: the supernet initialises itself as the original does."""
+    warmup_epochs: ClassVar[int] = 5
+    """Epochs of each of the 11 warm-up stages (spec §3.6; :func:`~anglenas.spaces.darts_supernet.warmup_schedule`),
+    each with a fresh optimiser and its own linear schedule; W0 is taken after the last stage and never replaced."""
     published: ClassVar[Mapping[str, Genotype]] = {"DARTS_ABS": DARTS_ABS, "PDARTS_ABS": PDARTS_ABS}
     """The ABS paper's cells (genotypes, not 14-op architectures): build them with :meth:`network`."""
     angle_paths: ClassVar[tuple[tuple[int, ...], ...]] = ANGLE_PATHS
