@@ -244,7 +244,6 @@ def train_cell(cfg: StandaloneConfig, cell: Cell, save: str | Path, data: Standa
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
-    arch = space.to_str(cell)
     log.info(f"{arch}: {cfg.epochs} epochs x {per_epoch} steps, C={cfg.channels} N={cfg.cells_per_stage} "
              f"{data.input_size}px, {len(data.train_y)} train / {len(data.test_y)} test images on {device}"
              + (f"; resuming at step {start}" if start else ""))
@@ -252,6 +251,7 @@ def train_cell(cfg: StandaloneConfig, cell: Cell, save: str | Path, data: Standa
     t0 = time.perf_counter()
     model.train()
     end = total if stop_at is None else min(total, stop_at)
+    loss_sum, losses = torch.zeros((), device=device), 0  # read on the host once an epoch
     for step, (x, y) in enumerate(stream.batches(start, end - start), start=start):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total, cfg.lr, cfg.min_lr)
@@ -260,9 +260,12 @@ def train_cell(cfg: StandaloneConfig, cell: Cell, save: str | Path, data: Standa
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        progress.update(loss=loss.item())
+        loss_sum, losses = loss_sum + loss.detach(), losses + 1
         if (step + 1) % per_epoch == 0 or step + 1 in (total, end):
-            log.scalar(f"{save.name}/loss", loss.item(), step + 1)
+            mean_loss = loss_sum.item() / losses
+            progress.update(losses, loss=mean_loss)
+            log.scalar(f"{save.name}/train_loss", mean_loss, step + 1)
+            loss_sum, losses = torch.zeros((), device=device), 0
             save_checkpoint({"config": settings, "step": step + 1, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict()}, save / CHECKPOINT)
     if end < total:
@@ -301,9 +304,12 @@ def parse_indices(text: str) -> list[int]:
     if not text.strip():
         return list(ORIGINAL_INDICES)
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        indices = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise UserError(f"--cells takes comma-separated integers like 0,200,400, got {text!r}") from None
+        indices = []
+    if not indices:
+        raise UserError(f"--cells takes comma-separated integers like 0,200,400, got {text!r}")
+    return indices
 
 
 def tau_report(records: list[dict], dataset: str) -> dict:
