@@ -194,6 +194,19 @@ def test_published_genotype_reproduces_the_papers_flops():
     assert isinstance(net, NetworkImageNet) and net.auxiliary and len(net.cells) == 14
 
 
+def test_genotype_files_are_architectures(tmp_path):
+    from anglenas.archs import parse_arch
+    from anglenas.darts.genotypes import save_genotype
+
+    save_genotype(PDARTS_ABS, tmp_path / "genotype.json")
+    assert parse_arch(str(tmp_path / "genotype.json")) == ("darts", PDARTS_ABS)
+    (tmp_path / "g.txt").write_text(repr(DARTS_ABS))
+    assert get_space("darts").read_arch_file(tmp_path / "g.txt") == DARTS_ABS
+    (tmp_path / "other.json").write_text('{"format": "anglenas-search-result", "top": []}')
+    assert get_space("darts").read_arch_file(tmp_path / "other.json") is None
+    assert parse_arch("DARTS_ABS") == ("darts", DARTS_ABS)
+
+
 def _two_inputs_per_node(arch):
     return [sum(arch[OFFSET[j] + k] != NONE for k in range(j)) for j in range(2, 6)]
 

@@ -191,15 +191,25 @@ class DartsSpace(SearchSpace):
         return super().check_arch(arch)
 
     def read_arch_file(self, path) -> Genotype | None:
-        """A genotype from a ``genotype.json`` (or a ``Genotype(...)`` text file); None for other files."""
+        """A genotype from a ``genotype.json`` (keys normal, reduce, ...) or a ``Genotype(...)`` text file; None
+        for any other file."""
+        import json
         from pathlib import Path
 
-        from anglenas.darts.genotypes import FORMAT, genotype_from_json, genotype_from_string
+        from anglenas.darts.genotypes import genotype_from_json, genotype_from_string
 
-        text = Path(path).read_text(errors="replace").strip()
-        if text.startswith("Genotype("):
+        with open(path, "rb") as f:
+            head = f.read(16).lstrip()
+        if not head.startswith((b"{", b"Genotype(")):
+            return None
+        text = Path(path).read_text(errors="replace")
+        if head.startswith(b"Genotype("):
             return genotype_from_string(text, str(path))
-        if text.startswith("{") and f'"{FORMAT}"' in text:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        if isinstance(doc, dict) and "normal" in doc and "reduce" in doc:
             return genotype_from_json(text, str(path))
         return None
 
