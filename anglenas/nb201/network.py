@@ -19,28 +19,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from anglenas.nb201.model import ReLUConvBN, ResidualReduction
-from anglenas.nb201.space import CONV1, CONV3, EDGES, NONE, NUM_EDGES, POOL, Cell, check_cell
+from anglenas.nb201.model import ResidualReduction, make_op
+from anglenas.nb201.space import EDGES, NONE, NUM_EDGES, Cell, check_cell
 
 Cells = Cell | Sequence[Cell]
-
-
-class Zero(nn.Module):
-    """The ``none`` op: its edge contributes nothing (the cell leaves it out of the node's sum)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
-
-
-def make_fixed_op(op: int, channels: int) -> nn.Module:
-    """Operation ``op`` of a stand-alone cell (affine BN in its convolutions)."""
-    if op == CONV1:
-        return ReLUConvBN(channels, channels, 1, 1, affine=True)
-    if op == CONV3:
-        return ReLUConvBN(channels, channels, 3, 1, affine=True)
-    if op == POOL:
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    return Zero() if op == NONE else nn.Identity()
 
 
 class FixedCell(nn.Module):
@@ -49,7 +31,7 @@ class FixedCell(nn.Module):
     def __init__(self, cell: Cell, channels: int) -> None:
         super().__init__()
         self.cell, self.channels = tuple(int(op) for op in cell), channels
-        self.edges = nn.ModuleList(make_fixed_op(op, channels) for op in self.cell)
+        self.edges = nn.ModuleList(make_op(op, channels, affine=True) for op in self.cell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -57,10 +39,6 @@ class FixedCell(nn.Module):
             terms = [self.edges[e](nodes[j]) for e, (i, j) in enumerate(EDGES) if i == node and self.cell[e] != NONE]
             nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
         return nodes[3]
-
-    def conv_weight(self, edge: int) -> torch.Tensor:
-        """The conv weight of the convolution on ``edge``."""
-        return self.edges[edge][1].weight
 
 
 def per_cell(cells: Cells, count: int) -> list[Cell]:
@@ -172,4 +150,4 @@ def path_state_dict(supernet_state: Mapping[str, torch.Tensor], cells: Cells) ->
     return out
 
 
-__all__ = ["FixedCell", "NB201Network", "Zero", "cell_cost", "counted_cost", "path_state_dict", "per_cell"]
+__all__ = ["FixedCell", "NB201Network", "cell_cost", "counted_cost", "path_state_dict", "per_cell"]
