@@ -1,11 +1,13 @@
 """ProxylessNAS: expected FLOPs against the spec's table, the binary-gate gradient against finite differences,
 a tiny end-to-end search, resume, bad input."""
+import functools
 import json
 import math
 
 import pytest
 import torch
 
+import anglenas.data
 from anglenas.archs import load_search_result, parse_arch
 from anglenas.config import parse_config
 from anglenas.errors import UserError
@@ -154,11 +156,23 @@ def tiny_config(tmp_path, name: str, **kw) -> ProxylessConfig:
     if not ops_path.exists():
         Operations(GPU, small_ops()).save(ops_path)
     settings = dict(dataset="embedded", operations_path=str(ops_path), path=str(tmp_path / name), width_mult=0.1,
-                    stem_stride=2, search_val_size=1700, train_batch_size=100, grad_data_batch=100, warmup_epochs=1, n_epochs=2,
-                    grad_update_arch_param_every=1, arch_lr=0.2, val_images=100, device="cpu", workers=0,
+                    stem_stride=2, search_val_size=1700, train_batch_size=100, grad_data_batch=100, warmup_epochs=1,
+                    n_epochs=2, grad_update_arch_param_every=1, arch_lr=0.2, val_images=100, device="cpu", workers=0,
                     channels_last=False)
     settings.update(kw)
     return ProxylessConfig(**settings)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_runs():
+    """One CPU thread (on the shared machine two contended threads are ~10x slower) and the embedded images
+    decoded once for the module's runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(anglenas.data, "load_embedded", functools.lru_cache(anglenas.data.load_embedded))
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

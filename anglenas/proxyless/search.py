@@ -26,7 +26,7 @@ from torch import nn
 from anglenas.archs import SEARCH_RESULT_FORMAT, format_arch
 from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
 from anglenas.config import field
-from anglenas.data import Data, DataConfig, build_data
+from anglenas.data import BatchStream, Data, DataConfig, build_data
 from anglenas.data.sources import to_tensor_nchw
 from anglenas.data.streams import LoaderStream, SeededTransform, TensorStream, step_seed
 from anglenas.data.transforms import imagenet_eval
@@ -39,13 +39,14 @@ from anglenas.proxyless.gates import entropy, max_entropy
 from anglenas.proxyless.latency import (LOSS_TYPES, CostTable, flops_costs, hardware_loss, load_latency_table)
 from anglenas.proxyless.model import ProxylessSuperNet
 from anglenas.search.registry import register_searcher
+from anglenas.spaces.mobilenet import MobileSpace
 from anglenas.train.dist import init_distributed
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT, RESULT, FIGURE = "checkpoint.pt", "search_result.json", "arch_probabilities.png"
 SPACE = "gpu"
 RESUMABLE_CHANGES = {"path", "demo", "device", "workers", "decode", "train_dir", "test_dir", "data_dir",
-                     "checkpoint_minutes", "amp"}
+                     "checkpoint_minutes", "amp", "cpu_threads"}
 
 
 @dataclass
@@ -92,16 +93,17 @@ class ProxylessConfig(DataConfig):
     device: str = field("auto", "cuda, cpu or auto")
     amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
     channels_last: bool = field(True, "channels_last memory format")
+    cpu_threads: int = field(0, "torch CPU threads (0: torch's default; 1 is far faster on a busy machine)")
     checkpoint_minutes: float = field(20.0, "minutes between checkpoints within an epoch (one after every epoch)")
     demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=2, train_batch_size=64, grad_data_batch=64,
             warmup_epochs=2, n_epochs=4, grad_update_arch_param_every=2, arch_lr=0.05, val_images=200, workers=0,
-            device="cpu", path="runs/proxyless-demo")
+            device="cpu", cpu_threads=1, path="runs/proxyless-demo")
 """``--demo``: width 0.25 on the embedded 32x32 CIFAR-10 (1,800 search-train / 200 search-val images), 2 warm-up
 and 4 search epochs, an architecture step every 2 weight steps with a larger Adam LR so that the probabilities
-visibly move; a few minutes on 2 CPU cores."""
+visibly move; about 2 minutes on one CPU thread."""
 
 
 def cosine_lr(peak: float, step: int, total: int) -> float:
@@ -152,6 +154,8 @@ class ProxylessSearch:
         if self.env.enabled:
             raise UserError("the ProxylessNAS search runs in one process; start it without torchrun")
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
         self.save = Path(cfg.path)
         self.flops = reference_table(SPACE)
 
@@ -168,6 +172,14 @@ class ProxylessSearch:
         cfg = self.cfg
         space = self.operations.space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
                                              cfg.stem_stride)
+        self.data = data
+        self.build(space, data.train_stream(cfg.train_batch_size, cfg.manual_seed, channels_last=cfg.channels_last),
+                   search_val_stream(data, cfg.grad_data_batch or cfg.train_batch_size, cfg.manual_seed + 1,
+                                     cfg.channels_last))
+
+    def build(self, space: MobileSpace, stream: BatchStream, arch_stream: BatchStream) -> None:
+        """Supernet at ``space``'s size, optimisers, and the weight / architecture batch streams."""
+        cfg = self.cfg
         torch.manual_seed(cfg.manual_seed)
         model = ProxylessSuperNet(space, self.ops)
         init_weights(model, "he_fanout")
@@ -180,11 +192,8 @@ class ProxylessSearch:
                                          betas=(cfg.arch_adam_beta1, cfg.arch_adam_beta2), eps=cfg.arch_adam_eps,
                                          weight_decay=cfg.arch_weight_decay)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.stream = data.train_stream(cfg.train_batch_size, cfg.manual_seed, channels_last=cfg.channels_last)
-        self.arch_stream = search_val_stream(data, cfg.grad_data_batch or cfg.train_batch_size,
-                                             cfg.manual_seed + 1, cfg.channels_last)
-        self.steps_per_epoch = self.stream.steps_per_epoch
-        self.data = data
+        self.stream, self.arch_stream = stream, arch_stream
+        self.steps_per_epoch = stream.steps_per_epoch
 
     # -- steps ------------------------------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -318,9 +327,11 @@ class ProxylessSearch:
         arch = self.model.argmax_arch()
         searchable = [(i, p) for i, p in enumerate(probs) if len(p) > 1]
         ent = sum(entropy(p) for _, p in searchable) / max(1, sum(max_entropy(len(p)) for _, p in searchable))
+        images = max(acc["images"], 1)
         rec = {"epoch": epoch + 1, "phase": "warmup" if warm else "search",
-               "train_loss": acc["loss"] / max(acc["images"], 1), "train_top1": 100 * acc["correct"] / max(acc["images"], 1),
-               "val_top1": val["top1"], "val_loss": val["loss"], "arch_loss": acc["arch_loss"] / acc["arch_n"] if acc["arch_n"] else None,
+               "train_loss": acc["loss"] / images, "train_top1": 100 * acc["correct"] / images,
+               "val_top1": val["top1"], "val_loss": val["loss"],
+               "arch_loss": acc["arch_loss"] / acc["arch_n"] if acc["arch_n"] else None,
                "expected_cost": acc["expected"], "entropy": ent, "arch": arch,
                "arch_flops_m": self.flops.arch_flops(arch) / 1e6, "probs": [p.tolist() for p in probs]}
         self.state["history"].append(rec)
@@ -353,8 +364,7 @@ class ProxylessSearch:
                "operations": self.ops, "target_hardware": self.cfg.target_hardware, "reference": self.reference,
                "grad_binary_mode": self.cfg.grad_binary_mode, "top": top, "epochs": self.state["history"]}
         atomic_write_text(self.save / RESULT, json.dumps(doc, indent=1) + "\n")
-        fig = plot_layer_probabilities(self.state["history"], self.ops, self.operations.space, self.save / FIGURE)
-        self.logger.figure("proxyless/arch_probabilities", fig, len(self.state["history"]))
+        plot_layer_probabilities(self.state["history"], self.ops, self.operations.space, self.save / FIGURE)
         self.logger.info(f"learned architecture: {top[0]['arch_str']} ({top[0]['flops_m']:.1f}M FLOPs, "
                          f"{top[0]['params_m']:.2f}M params); result {self.save / RESULT}, figure "
                          f"{self.save / FIGURE}")
