@@ -184,14 +184,15 @@ def test_flops_table_matches_a_counted_forward(tiny):
     assert table.layers[0][SKIP] > 0  # a FactorizedReduce on the reduction cells' input edges
 
 
-def test_published_genotype_reproduces_the_papers_flops():
-    """The paper's 619.7M for DARTS_ABS counted the classifier as in*out, ours as (2*in-1)*out."""
+def test_published_genotypes_reproduce_the_papers_flops():
+    """Spec §0: DARTS_ABS 619.7M at C=48, PDARTS_ABS 570.1M at C=45 (thop: the auxiliary head does not run)."""
     space = get_space("darts")
     flops, params = space.genotype_cost("DARTS_ABS")
-    assert abs(flops - 767 * 1000 - 619.7e6) < 0.05e6
-    assert 5e6 < params < 6e6
-    net = space.network(PDARTS_ABS)
+    assert abs(flops - 619.7e6) < 0.05e6 and 5e6 < params < 6e6
+    small = space.scaled(45 / 48)
+    net = small.network(PDARTS_ABS)
     assert isinstance(net, NetworkImageNet) and net.auxiliary and len(net.cells) == 14
+    assert abs(_hook_count(net, 224) - 570.1e6) < 0.05e6
 
 
 def test_genotype_files_are_architectures(tmp_path):

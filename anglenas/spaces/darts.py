@@ -240,11 +240,14 @@ class DartsSpace(SearchSpace):
             raise UserError(f"the DARTS networks have no dropout (got {dropout}); set it to 0 and use drop-path")
         arch = self.check_arch(arch)
         if isinstance(arch, Genotype):
-            from anglenas.darts.model_eval import NetworkCIFAR, NetworkImageNet
-
-            net = NetworkImageNet if self.stem_stride == 2 else NetworkCIFAR
-            return net(self.init_channels, self.num_classes, LAYERS, True, arch)
+            return self._genotype_network(arch, auxiliary=True)
         return DartsChildNet(arch, self.init_channels, self.num_classes, self.input_size, self.stem_stride)
+
+    def _genotype_network(self, genotype: Genotype, auxiliary: bool) -> nn.Module:
+        from anglenas.darts.model_eval import NetworkCIFAR, NetworkImageNet
+
+        net = NetworkImageNet if self.stem_stride == 2 else NetworkCIFAR
+        return net(self.init_channels, self.num_classes, LAYERS, auxiliary, genotype)
 
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         return child_state_dict(supernet_state, self.check_arch(arch))
@@ -272,6 +275,16 @@ class DartsSpace(SearchSpace):
                           num_classes=self.num_classes, stem_stride=self.stem_stride, pre=pre, post=post,
                           layers=flops.tolist(), pre_params=pre_params, post_params=post_params,
                           layer_params=params.tolist())
+
+    def counted_flops(self, arch: Arch | Genotype) -> int:
+        """FLOPs of :meth:`network` counted by torch's counter; a genotype network without its auxiliary head,
+        which runs only in training (the counter would add the adds of its unused Linear)."""
+        from anglenas.flops import counted_macs
+
+        arch = self.check_arch(arch)
+        if isinstance(arch, Genotype):
+            return counted_macs(lambda: self._genotype_network(arch, auxiliary=False), self.input_size)
+        return counted_macs(lambda: self.network(arch), self.input_size)
 
     def genotype_cost(self, genotype: Genotype | str) -> tuple[int, int]:
         """(FLOPs, params) of the genotype network at this size: FLOPs counted in thop's convention in eval mode
