@@ -245,3 +245,45 @@ def test_latency_table_expected_cost_and_coverage(tmp_path):
     with pytest.raises(UserError, match="has 20 layers; the gpu space has 21"):
         load_latency_table(path, "gpu", ops)
     assert math.isfinite(table.bounds()[0])
+
+
+class FixedStream:
+    steps_per_epoch = 10
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def batches(self, start, n):
+        for _ in range(n):
+            yield self.x, self.y
+
+
+def test_two_mode_arch_steps_with_a_latency_table(tmp_path):
+    """Each step: the expected latency over the sampled pairs (q = softmax over the pair) as a hand sum, the
+    pair keeps its probability mass and every other op's probability is unchanged."""
+    ops = small_ops()
+    path = tmp_path / "lat.json"
+    path.write_text(json.dumps(latency_doc(ops)))
+    search = ProxylessSearch(tiny_config(tmp_path, "two", target_hardware=str(path), grad_binary_mode="two",
+                                         arch_lr=0.5))
+    torch.manual_seed(0)
+    stream = FixedStream(torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,)))
+    search.build(GPU.scaled(0.1, 16, 10, 2), stream, stream)
+    layers = [layer for layer in search.model.layers if layer.searchable]
+    moved = False
+    for index in range(4):
+        before = [layer.alpha.detach().clone() for layer in layers]
+        _, expected = search.arch_step(index)
+        hand = 1000.0 + sum(100.0 + 10 * site[0] for site in ops if len(site) == 1 and site[0] != -1)
+        for layer, alpha in zip(layers, before):
+            pair = layer.involved
+            q = torch.softmax(alpha[pair], 0)
+            hand += sum(float(q[j]) * (0.0 if layer.ops[k] == -1 else 100.0 + 10 * layer.ops[k])
+                        for j, k in enumerate(pair))
+            p0, p1 = torch.softmax(alpha, 0), torch.softmax(layer.alpha.detach(), 0)
+            others = [k for k in range(len(layer.ops)) if k not in pair]
+            assert float(p1[pair].sum()) == pytest.approx(float(p0[pair].sum()), rel=1e-5)
+            assert torch.allclose(p1[others], p0[others], rtol=1e-5)
+            moved |= not torch.allclose(p1, p0)
+        assert expected == pytest.approx(hand, rel=1e-6)
+    assert moved

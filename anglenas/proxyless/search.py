@@ -278,7 +278,7 @@ class ProxylessSearch:
                              f"{self.device}")
         self.state = state
         end = total if until_step is None else min(total, until_step)
-        progress = self.logger.progress("proxyless", total, state["step"])
+        progress = self.logger.progress("proxyless", total, state["step"], every=max(1, n // 4))
         last_save = time.monotonic()
         acc = state["epoch_acc"]
         for step, (x, y) in zip(range(state["step"], end), self.stream.batches(state["step"], end - state["step"])):
