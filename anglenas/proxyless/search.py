@@ -103,7 +103,7 @@ DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=2, train_batch_size
             device="cpu", cpu_threads=1, path="runs/proxyless-demo")
 """``--demo``: width 0.25 on the embedded 32x32 CIFAR-10 (1,800 search-train / 200 search-val images), 2 warm-up
 and 4 search epochs, an architecture step every 2 weight steps with a larger Adam LR so that the probabilities
-visibly move; about 2 minutes on one CPU thread."""
+visibly move; 2-3 minutes on one CPU thread."""
 
 
 def cosine_lr(peak: float, step: int, total: int) -> float:
@@ -202,8 +202,8 @@ class ProxylessSearch:
             return cosine_lr(cfg.warmup_lr, step, cfg.warmup_epochs * n)
         return cosine_lr(cfg.init_lr, step - cfg.warmup_epochs * n, cfg.n_epochs * n)
 
-    def weight_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """One SGD step on one path drawn from softmax(alpha); returns (loss, correct) as tensors."""
+    def weight_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on one path drawn from softmax(alpha); returns (loss, correct predictions)."""
         for group in self.weight_opt.param_groups:
             group["lr"] = self.lr_at(step)
         self.model.train()
