@@ -121,10 +121,14 @@ def counted_macs(build: Callable[[], nn.Module], input_size: int) -> int:
     with torch.device("meta"):
         model = build().eval()
         x = torch.empty(1, 3, input_size, input_size)
+    ran: list[nn.Linear] = []  # only the Linears that run (an auxiliary head does not in eval mode)
+    hooks = [m.register_forward_hook(lambda m, i, o: ran.append(m)) for m in model.modules()
+             if isinstance(m, nn.Linear)]
     with FlopCounterMode(display=False) as counter:
         model(x)
-    linear = sum((m.in_features - 1) * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-    return counter.get_total_flops() // 2 + linear
+    for hook in hooks:
+        hook.remove()
+    return counter.get_total_flops() // 2 + sum((m.in_features - 1) * m.out_features for m in ran)
 
 
 def measure_mobile_space(space) -> FlopsTable:

@@ -26,7 +26,8 @@ def test_fairnas_limits_are_the_originals_in_real_flops():
     assert cfg.min_flops <= reference_table("fairnas").arch_flops(FAIRNAS_ABS) <= cfg.max_flops  # 312.22M
     assert get_space("fairnas").shrink.max_flops == 330e6 - 12_845_056
     spos = parse_config(SearchConfig, ["--operations_path", "x"])
-    assert (spos.method, spos.max_flops, spos.batch_size, spos.lr, spos.seed) == ("spos", 475e6, 512, 0.25, 0)
+    assert (spos.method, spos.max_flops, spos.batch_size, spos.lr, spos.seed) == ("spos", None, 512, 0.25, 0)
+    assert get_space("gpu").search_max_flops == 475e6  # SPOS' ceiling is the space's
     explicit = parse_config(SearchConfig, ["--method", "fairnas", "--lr", "0.1", "--operations_path", "x"])
     assert explicit.lr == 0.1 and explicit.batch_size == 1024  # a flag beats the searcher's default
 

@@ -42,8 +42,9 @@ from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL, RESULT = ("supernet.pt", "supernet_checkpoint.pt", "search_state.json",
                                                      "evaluations.jsonl", "search_result.json")
 RESULT_FORMAT = "anglenas-search-result"
-SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=0.0, max_flops=475e6)
-"""The SPOS searcher's defaults (spec §6.1, §6.2)."""
+SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=0.0, max_flops=None)
+"""The SPOS searcher's defaults (spec §6.1, §6.2); the FLOPs ceiling is the space's (475M in the GPU space,
+330M in ShuffleNetV2's)."""
 FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=315e6 - FAIRNAS_STEM_OVERCOUNT,
                max_flops=327e6 - FAIRNAS_STEM_OVERCOUNT)
 """The FairNAS searcher's defaults (spec §7): the original's 315M-327M window in real FLOPs (302.15M-314.15M; its
@@ -69,7 +70,8 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
     init: str = field("default", "supernet weight init (the original keeps PyTorch's default here)",
                       choices=("default", "he_fanout"))
     min_flops: float = field(0.0, "FLOPs floor of candidates, real FLOPs at the paper's size")
-    max_flops: float = field(475e6, "FLOPs ceiling of candidates, real FLOPs at the paper's size")
+    max_flops: float | None = field(None, "FLOPs ceiling of candidates, real FLOPs at the paper's size (default: "
+                                          "the space's: gpu 475e6, shufflenetv2 330e6)")
     topk: int = field(2, "architectures written to search_result.json")
     width_mult: float = field(1.0, "channel width multiplier")
     input_size: int | None = field(None, "input resolution (default: the dataset's)")
@@ -167,6 +169,8 @@ class Search:
         check_writable(cfg.save, "run folder", "--save")
         self.operations: Operations = load_operations(cfg.operations_path)
         self.ref_space = self.operations.space
+        if cfg.max_flops is None:
+            self.cfg = cfg = dataclasses.replace(cfg, max_flops=self.ref_space.search_max_flops)
         self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space)
         self.table = reference_table(self.ref_space.name)
         self.env, self.device = init_distributed(cfg.device)

@@ -92,6 +92,10 @@ class SearchSpace(ABC):
     input_size: int
     num_classes: int
     width_mult: float = 1.0
+    default_dropout: ClassVar[float] = 0.2
+    """Dropout before the classifier of :meth:`network` when training from scratch does not set one."""
+    search_max_flops: ClassVar[float] = float("inf")
+    """The SPOS search's default FLOPs ceiling in this space (real FLOPs at the reference size)."""
 
     # -- sites and ops --------------------------------------------------------------------------------------------
     @abstractmethod

@@ -80,6 +80,7 @@ class MobileSpace(SearchSpace):
     width_mult: float = 1.0
     published: Mapping[str, list[int]] = field(default_factory=dict, compare=False, hash=False, repr=False)
     layers: tuple[LayerSpec, ...] = field(init=False, compare=False)
+    search_max_flops: float = float("inf")
     op_names = (*BLOCK_KEYS, "identity")
     negative_id_names = ("identity",)
 
@@ -200,6 +201,7 @@ GPU_SPACE = MobileSpace(
     identity_in_repeats=True,
     shrink=ShrinkDefaults(drop_rule="global", drops_per_round=7, max_rounds=(21 * 7 - 5 - 1) // 7,
                           max_flops=600e6, lr_horizon_epochs=250, init="he_fanout"),
+    search_max_flops=475e6,
     published={"SPOS_ABS": [2, 2, -1, 0, 0, -1, -1, 0, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3],
                "PROXYLESS_ABS": [2, 2, -1, -1, 0, 2, 2, -1, 5, -1, 4, 4, 0, 0, 4, 2, 3, 4, 4, 4, 3]},
 )
@@ -214,6 +216,7 @@ FAIRNAS_SPACE = MobileSpace(
     identity_in_repeats=False,
     shrink=ShrinkDefaults(drop_rule="per_layer", drops_per_round=19, max_rounds=6,
                           max_flops=330e6 - FAIRNAS_STEM_OVERCOUNT, lr_horizon_epochs=200, init="default"),
+    search_max_flops=327e6 - FAIRNAS_STEM_OVERCOUNT,
     published={"FAIRNAS_ABS": [4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5]},
 )
 """FairNAS "CPU/mobile" space: 19 layers, 6 ops each, no identity. Its shrinking FLOPs ceiling is the original's

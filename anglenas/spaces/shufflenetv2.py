@@ -74,6 +74,7 @@ class ShuffleNetV2Space(SearchSpace):
     }
     """SPOS authors' searched block architecture (SinglePathOneShot README) and MMRazor's own searched subnet."""
     default_dropout: ClassVar[float] = 0.1
+    search_max_flops: ClassVar[float] = 330e6
     site_kind: ClassVar[str] = "block"
 
     def __post_init__(self) -> None:

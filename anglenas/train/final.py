@@ -73,7 +73,7 @@ class FinalTrainConfig(DataConfig):
                                   "support it (DARTS cells)")
     label_smoothing: float = field(0.1, "label smoothing of the cross-entropy")
     grad_clip: float = field(5.0, "clip the global gradient norm (0 disables)")
-    dropout: float = field(0.2, "dropout before the classifier")
+    dropout: float | None = field(None, "dropout before the classifier (default: the space's: 0.2, shufflenetv2 0.1)")
     ema_decay: float = field(0.0, "EMA of the weights (0 = off, e.g. 0.9998); when on, evaluation, best.pt and "
                                   "the summary use the EMA weights")
     eval_every: int = field(10000, "iterations between evaluations (0: once per epoch); always at the end")
@@ -150,7 +150,8 @@ class FinalTrainer:
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         torch.manual_seed(cfg.seed)
-        self.model = self.space.network(self.arch, cfg.dropout).to(self.device, memory_format=self.memory_format)
+        dropout = cfg.dropout if cfg.dropout is not None else self.space.default_dropout
+        self.model = self.space.network(self.arch, dropout).to(self.device, memory_format=self.memory_format)
 
     # -- set-up -------------------------------------------------------------------------------------------------
     @staticmethod
