@@ -21,6 +21,7 @@ from torch.func import functional_call
 from anglenas.darts.model_search import SearchNetwork
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 class Architect:
@@ -43,7 +44,7 @@ class Architect:
             params = {**{n: b.clone() for n, b in self.model.named_buffers()}, **params}
         with self.autocast():
             logits = self.model(x) if params is None else functional_call(self.model, params, (x,))
-        return self.criterion(logits.float(), y)
+        return self.criterion(logits.float() if logits.dtype in LOW_PRECISION else logits, y)
 
     def step(self, train: Batch, valid: Batch, eta: float, network_optimizer: torch.optim.Optimizer | None
              ) -> torch.Tensor:
