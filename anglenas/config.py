@@ -40,7 +40,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def field(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with a help string (``choices=``; ``presets=`` a callable giving, for each choice, the
-    defaults that choice sets on other fields)."""
+    defaults that choice sets on other fields, and under the name of a preset flag such as ``demo`` those it sets
+    when that flag is given too)."""
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
@@ -97,11 +98,14 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
             pre.add_argument("--" + f.name, default=f.default)
     known, _ = pre.parse_known_args(argv)
     values = {f.name: f.default for f in fields}
-    for name, table in choice_presets.items():
-        values.update(table.get(getattr(known, name), {}))
+    chosen = [table.get(getattr(known, name), {}) for name, table in choice_presets.items()]
+    for overrides in chosen:
+        values.update({k: v for k, v in overrides.items() if k not in (presets or {})})
     for name, overrides in (presets or {}).items():
         if getattr(known, name):
             values.update(overrides)
+            for table in chosen:  # e.g. --space darts --demo: the space's own demo settings
+                values.update(table.get(name, {}))
     if known.config:
         values.update(load_yaml(known.config, cls))
 

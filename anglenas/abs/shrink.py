@@ -43,7 +43,7 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
 
     space: str = field("gpu", "search space: a registered one (gpu, fairnas, darts, shufflenetv2, nb201, ...); "
                               "sets the space's learning rate (darts 0.2, else 0.25)",
-                       presets=lambda: {name: {"lr": get_space(name).shrink.lr} for name in space_names()})
+                       presets=lambda: {name: space_presets(get_space(name)) for name in space_names()})
     save: str = field("runs/shrink", "run folder: checkpoint, log, TensorBoard, scores, operations file")
     operations_path: str = field("", "operations file to write (default: SAVE/operations.json)")
     first_stage_epochs: int | None = field(None, "supernet epochs before the first round (space default: 100, "
@@ -60,8 +60,11 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
     max_flops: float | None = field(None, "FLOPs ceiling of sampled children in real FLOPs (gpu 600e6, fairnas "
                                           "317.15e6 = the original's 330e6 less its stem over-count)")
     stop_threshold: float = field(1e6, "stop once the space holds at most this many architectures")
-    base_refresh_threshold: int = field(50, "replace W0 by the current weights once more than this many "
-                                            "operators were dropped (0 disables)")
+    base_refresh_threshold: int | None = field(None, "replace W0 by the current weights once more than this many "
+                                                     "operators were dropped (0 disables; space default: 50, "
+                                                     "darts 0)")
+    warmup_epochs: float | None = field(None, "epochs of each progressive warm-up stage of a growing supernet "
+                                              "(space default: darts 5, others none)")
     init: str | None = field(None, "weight init: he_fanout (gpu) or default (fairnas)",
                              choices=("he_fanout", "default", None))
     width_mult: float = field(1.0, "channel width multiplier")
@@ -80,6 +83,9 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
             other_stage_epochs=self.other_stage_epochs if self.other_stage_epochs is not None
             else d.other_stage_epochs,
             limit_flops=self.limit_flops and (self.max_flops is not None or d.max_flops is not None),
+            base_refresh_threshold=self.base_refresh_threshold if self.base_refresh_threshold is not None
+            else d.base_refresh_threshold,
+            warmup_epochs=self.warmup_epochs if self.warmup_epochs is not None else d.warmup_epochs,
             lr_horizon_epochs=self.lr_horizon_epochs or d.lr_horizon_epochs,
             drop_rule=self.drop_rule or d.drop_rule,
             drops_per_round=self.drops_per_round or d.drops_per_round,
@@ -87,6 +93,11 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
             max_flops=self.max_flops if self.max_flops is not None else d.max_flops or float("inf"),
             init=self.init or d.init,
         )
+
+
+def space_presets(space) -> dict:
+    """What ``--space NAME`` sets: the space's learning rate, and its own ``--demo`` settings."""
+    return {"lr": space.shrink.lr, "demo": dict(space.shrink.demo)}
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, first_stage_epochs=4,
@@ -103,6 +114,8 @@ class ShrinkState:
     step: int = 0
     base_refreshed: bool = False
     history: list[dict] = dataclasses.field(default_factory=list)
+    warmup_stage: int = 0  # finished stages of a growing supernet's warm-up
+    warmup_step: int = 0  # steps trained in the warm-up
 
 
 class Shrinker:
@@ -126,7 +139,8 @@ class Shrinker:
             check_flops_feasible(self.state.ops, self.flops, cfg.min_flops, cfg.max_flops)
 
         torch.manual_seed(cfg.seed)
-        model = self.space.supernet()
+        self.warmup_stages = getattr(self.space, "warmup_stages", 0) if cfg.warmup_epochs else 0
+        model = self.space.warmup_supernet() if self.warmup_stages else self.space.supernet()
         init_weights(model, cfg.init)
         self.stream = self.data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world,
                                              cfg.channels_last)
@@ -155,6 +169,8 @@ class Shrinker:
         if ckpt is None:
             return
         self.state = ShrinkState(**ckpt["state"])
+        for stage in range(self.state.warmup_stage):  # regrow the cells the warm-up inserted, then load
+            self._insert_cell(stage)
         self.trainer.load_state_dict(ckpt)
         self.base = ckpt["base"]
         self.trainer.sampler = self.space.train_sampler(self.state.ops, self.cfg.seed)
@@ -166,8 +182,48 @@ class Shrinker:
         epochs = self.cfg.first_stage_epochs + round_index * self.cfg.other_stage_epochs
         return epochs * self.steps_per_epoch
 
+    # -- progressive warm-up (DARTS) ----------------------------------------------------------------------------
+    def _insert_cell(self, stage: int) -> None:
+        """Insert the cell of warm-up stage ``stage`` (seeded: every rank builds the same one, and rank 0's copy is
+        broadcast) and start a fresh optimiser over the grown model."""
+        model = self.trainer.model
+        pos = model.insert_cell(seed=self.cfg.seed * 1000 + stage)
+        if self.env.enabled:
+            import torch.distributed as dist
+
+            for tensor in model.cells[pos].state_dict().values():
+                dist.broadcast(tensor, 0)
+        model.to(memory_format=torch.channels_last if self.cfg.channels_last else torch.preserve_format)
+        self.trainer.reset_optimizer()
+
+    def _warmup(self) -> None:
+        """Spec §3.6: ``warmup_stages`` stages of ``warmup_epochs``, each with a fresh optimiser and its own linear
+        schedule, each followed by a cell insertion; then W0 is the grown supernet's weights."""
+        st, tr = self.state, self.trainer
+        per_stage = max(1, round(self.cfg.warmup_epochs * self.steps_per_epoch))
+        while st.warmup_stage < self.warmup_stages:
+            start = st.warmup_stage * per_stage
+            tr.total_steps, tr.schedule_start = per_stage, start
+
+            def checkpoint(step: int) -> None:
+                st.warmup_step = step
+                self._checkpoint()
+
+            tr.train(max(st.warmup_step, start), start + per_stage,
+                     desc=f"warm-up {st.warmup_stage + 1}/{self.warmup_stages}", checkpoint=checkpoint,
+                     checkpoint_every=self.cfg.checkpoint_every or self.steps_per_epoch)
+            self._insert_cell(st.warmup_stage)
+            st.warmup_stage, st.warmup_step = st.warmup_stage + 1, start + per_stage
+            if st.warmup_stage == self.warmup_stages:
+                self.base = snapshot(tr.model)  # W0: after the warm-up (its last cell untrained, as the original)
+                self.logger.info(f"warm-up done: {len(tr.model.cells)} cells; W0 taken")
+            self._checkpoint()
+        tr.total_steps, tr.schedule_start = self.cfg.lr_horizon_epochs * self.steps_per_epoch, 0
+
     def run(self) -> Operations:
         cfg, st = self.cfg, self.state
+        if self.warmup_stages:
+            self._warmup()
         self.logger.info(f"ABS on the {cfg.space} space: {Operations(self.ref_space, st.ops).size:.3g} "
                          f"architectures, {self.steps_per_epoch} steps/epoch, batch {cfg.batch_size}, "
                          f"world {self.env.world}, device {self.device}")

@@ -51,6 +51,9 @@ class ShrinkDefaults:
     first_stage_epochs: int = 100
     other_stage_epochs: int = 5
     lr: float = 0.25
+    base_refresh_threshold: int = 50  # replace W0 once after more drops than this (0: never, as DARTS)
+    warmup_epochs: float = 0  # epochs per progressive warm-up stage (DARTS: 5; needs the space's warmup_supernet)
+    demo: tuple[tuple[str, Any], ...] = ()  # overrides of the generic --demo preset for this space
 
 
 class PathSampler(Protocol):

@@ -28,7 +28,7 @@ from anglenas.spaces import register_space
 from anglenas.spaces.base import Arch, SearchSpace, ShrinkDefaults
 from anglenas.spaces.darts_supernet import (
     AVG_POOL, DIL3, DIL5, MAX_POOL, NONE, NUM_EDGES, SEP3, SEP5, SKIP, START_LAYOUT, DartsChildNet, DartsSuperNet,
-    cell_specs, child_state_dict, edge_endpoints, edge_index, final_layout, stem_resolutions)
+    cell_specs, child_state_dict, edge_endpoints, edge_index, final_layout, stem_resolutions, warmup_schedule)
 
 if TYPE_CHECKING:
     from anglenas.flops import FlopsTable
@@ -146,13 +146,17 @@ class DartsSpace(SearchSpace):
     op_names: ClassVar[tuple[str, ...]] = tuple(PRIMITIVES)
     shrink: ClassVar[ShrinkDefaults] = ShrinkDefaults(
         drop_rule="per_layer", drops_per_round=NUM_EDGES, max_rounds=len(PRIMITIVES), max_flops=None,
-        lr_horizon_epochs=400, init="default", first_stage_epochs=150, other_stage_epochs=20, lr=0.2)
+        lr_horizon_epochs=400, init="default", first_stage_epochs=150, other_stage_epochs=20, lr=0.2,
+        base_refresh_threshold=0, warmup_epochs=5,
+        demo=(("width_mult", 1 / 6), ("batch_size", 32), ("warmup_epochs", 0.05), ("first_stage_epochs", 1),
+              ("other_stage_epochs", 0), ("sample_num", 5), ("lr_horizon_epochs", 4), ("stem_stride", 1)))
     """Spec §3.1: 1 op dropped per edge per round (8 -> 2 ops after 6 rounds, 2^14 archs), no FLOPs filter, lr
     0.2 over a 400-epoch horizon, 150 epochs before round 0 and 20 before each later one, after the 55-epoch
     warm-up (:meth:`warmup_supernet`). ``init="default"``: the supernet initialises itself as the original does."""
-    warmup_epochs: ClassVar[int] = 5
-    """Epochs of each of the 11 warm-up stages (spec §3.6; :func:`~anglenas.spaces.darts_supernet.warmup_schedule`),
-    each with a fresh optimiser and its own linear schedule; W0 is taken after the last stage and never replaced."""
+    warmup_stages: ClassVar[int] = len(warmup_schedule())
+    """The 11 warm-up stages (spec §3.6; :func:`~anglenas.spaces.darts_supernet.warmup_schedule`), each
+    ``shrink.warmup_epochs`` long with a fresh optimiser and its own linear schedule, each followed by the insertion
+    of a cell; W0 is taken after the last stage and never replaced."""
     published: ClassVar[Mapping[str, Genotype]] = {"DARTS_ABS": DARTS_ABS, "PDARTS_ABS": PDARTS_ABS}
     """The ABS paper's cells (genotypes, not 14-op architectures): build them with :meth:`network`."""
     angle_paths: ClassVar[tuple[tuple[int, ...], ...]] = ANGLE_PATHS

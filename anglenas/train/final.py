@@ -150,8 +150,9 @@ class FinalTrainer:
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         torch.manual_seed(cfg.seed)
-        dropout = cfg.dropout if cfg.dropout is not None else self.space.default_dropout
-        self.model = self.space.network(self.arch, dropout).to(self.device, memory_format=self.memory_format)
+        if cfg.dropout is None:  # the space's default, recorded as a number (the settings a resume compares)
+            self.cfg = cfg = dataclasses.replace(cfg, dropout=self.space.default_dropout)
+        self.model = self.space.network(self.arch, cfg.dropout).to(self.device, memory_format=self.memory_format)
 
     # -- set-up -------------------------------------------------------------------------------------------------
     @staticmethod

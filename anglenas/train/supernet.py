@@ -76,6 +76,7 @@ class SupernetTrainer:
         self.model = model.to(device, memory_format=torch.channels_last if cfg.channels_last
                               else torch.preserve_format)
         self.sampler, self.stream, self.total_steps = sampler, stream, total_steps
+        self.schedule_start = 0  # the LR schedule runs from this step (a warm-up stage restarts it)
         self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.params = list(self.model.parameters())
@@ -83,7 +84,7 @@ class SupernetTrainer:
 
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimisation step; returns (loss summed over the paths, correct predictions, number of paths)."""
-        set_lr(self.optimizer, linear_lr(step, self.cfg.lr, self.total_steps, self.cfg.min_lr))
+        set_lr(self.optimizer, linear_lr(step - self.schedule_start, self.cfg.lr, self.total_steps, self.cfg.min_lr))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=self.device)
@@ -144,6 +145,11 @@ class SupernetTrainer:
                 raise Stopped(f"stopped after step {done}; " + ("a checkpoint of that step was written: run the same "
                                                                "command again to resume" if checkpoint is not None
                                                                else "nothing was saved"))
+
+    def reset_optimizer(self) -> None:
+        """A fresh optimiser over the model's current parameters (after the model grew)."""
+        self.optimizer = sgd(self.model, self.cfg.lr, self.cfg.momentum, self.cfg.weight_decay)
+        self.params = list(self.model.parameters())
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
