@@ -7,6 +7,7 @@ from typing import Sequence
 
 import matplotlib
 import numpy as np
+import matplotlib.ticker
 from matplotlib.figure import Figure
 
 from anglenas.darts.genotypes import Genotype
@@ -37,9 +38,10 @@ def plot_alphas(history: Sequence[dict], edge_ops: Sequence[Sequence[int]], path
             ax.set_xlabel("epoch", fontsize=7)
             ax.set_ylabel("softmax(alpha)", fontsize=7)
             ax.tick_params(labelsize=6)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     handles = [matplotlib.lines.Line2D([], [], color=COLORS[n], label=n) for n in PRIMITIVES]
-    fig.legend(handles=handles, loc="outside upper center", ncols=len(PRIMITIVES), fontsize=8)
-    fig.suptitle("architecture weights per edge over the search", y=1.02)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(PRIMITIVES), fontsize=8)
+    fig.suptitle("architecture weights (softmax of alpha) of every edge over the search")
     if path is not None:
         fig.savefig(path, dpi=90, bbox_inches="tight")
     return fig

@@ -89,7 +89,7 @@ def write_results(save: Path, genotype: Genotype, history: list[dict], edge_ops:
     step = history[-1]["epoch"] if history else 0
     if history:
         logger.figure("search/alphas", plot_alphas(history, edge_ops, save / "alphas.png"), step)
-    logger.figure("search/genotype", plot_genotype(genotype, save / "genotype.png", str(save.name)), step)
+    logger.figure("search/genotype", plot_genotype(genotype, save / "genotype.png", f"genotype found in {save}"), step)
     atomic_write_text(save / SUMMARY, json.dumps({**summary, "genotype": genotype._asdict(), "history": history},
                                                  indent=1) + "\n")
     logger.info(f"genotype = {genotype}")
