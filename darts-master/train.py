@@ -1,0 +1,21 @@
+"""Train a DARTS genotype on CIFAR-10 from scratch (the DARTS evaluation); writes SAVE/summary.json.
+
+    python train.py --data DIR --arch DARTS_ABS --save eval-DARTS_ABS
+    python train.py --demo --arch DIR/genotype.json --save DIR2       # CPU demo on the embedded data
+
+--arch takes a published name (DARTS_V1, DARTS_V2, DARTS_ABS, PDARTS_ABS), the genotype.json of a search, or a
+Genotype(...) string. Auxiliary head and cutout are on by default (--no-auxiliary, --no-cutout). Run the same
+command again to resume a killed run.
+"""
+from anglenas.config import parse_config
+from anglenas.darts.train_cifar import DEMO, CifarTrainConfig, run_train
+from anglenas.errors import cli
+
+
+@cli
+def main() -> None:
+    run_train(parse_config(CifarTrainConfig, description=__doc__, presets={"demo": DEMO}))
+
+
+if __name__ == "__main__":
+    main()
