@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from anglenas.errors import UserError
 from anglenas.spaces import _SPACES, get_space, space_for_num_sites

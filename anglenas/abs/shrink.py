@@ -23,7 +23,6 @@ from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score
 from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import DataConfig, build_data
-from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.log import RunLogger
 from anglenas.nn.init import init_weights

@@ -139,6 +139,15 @@ class Data:
         except ValueError as exc:
             raise UserError(f"{exc}; lower --batch_size") from None
 
+    def val_stream(self, global_batch: int, seed: int, channels_last: bool = False) -> BatchStream:
+        """Shuffled, un-augmented evaluation batches (search-val or test) addressed by step, like a training stream
+        (the architecture steps of DARTS-like searchers)."""
+        if self.folder is not None:
+            return LoaderStream(SeededTransform(self._val_folder, self._val_idx, _eval_transform), global_batch, seed,
+                                self.normalize, self.device, workers=self.cfg.workers, channels_last=channels_last)
+        return TensorStream(to_tensor_nchw(self._val.images, self.device), torch.from_numpy(self._val.labels),
+                            global_batch, seed, self.normalize, pad=0, flip=False, channels_last=channels_last)
+
     def val_batches(self, batch_size: int, channels_last: bool = False, limit: int | None = None) -> Iterator[Batch]:
         """Un-augmented evaluation batches: search-val (``held_out``) or the test set; ``limit`` images at most, a
         fixed random subset (folders are sorted by class, so the first ``limit`` images could be a single class)."""
@@ -150,6 +159,10 @@ class Data:
         x = to_tensor_nchw(self._val.images[sub], self.device)
         return tensor_eval_batches(x, torch.from_numpy(self._val.labels[sub]), batch_size, self.normalize,
                                    channels_last)
+
+
+def _eval_transform(img, rng):  # module level: picklable for DataLoader workers
+    return transforms.imagenet_eval(img)
 
 
 def eval_subset(n: int, limit: int | None) -> np.ndarray:

@@ -27,9 +27,7 @@ from anglenas.archs import SEARCH_RESULT_FORMAT, format_arch
 from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import BatchStream, Data, DataConfig, build_data
-from anglenas.data.sources import to_tensor_nchw
-from anglenas.data.streams import LoaderStream, SeededTransform, TensorStream, step_seed
-from anglenas.data.transforms import imagenet_eval
+from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.flops import reference_table
 from anglenas.log import RunLogger
@@ -111,18 +109,10 @@ def cosine_lr(peak: float, step: int, total: int) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * step / total))
 
 
-def _eval_crop(img, rng):
-    return imagenet_eval(img)
-
-
 def search_val_stream(data: Data, batch: int, seed: int, channels_last: bool):
     """Shuffled, un-augmented batches of search-val addressed by step (the architecture steps' data)."""
     try:
-        if data.folder is not None:
-            return LoaderStream(SeededTransform(data._val_folder, data._val_idx, _eval_crop), batch, seed,
-                                data.normalize, data.device, workers=data.cfg.workers, channels_last=channels_last)
-        return TensorStream(to_tensor_nchw(data._val.images, data.device), torch.from_numpy(data._val.labels),
-                            batch, seed, data.normalize, pad=0, flip=False, channels_last=channels_last)
+        return data.val_stream(batch, seed, channels_last)
     except ValueError as exc:
         raise UserError(f"search-val: {exc}; lower --grad_data_batch or raise --search_val_size") from None
 

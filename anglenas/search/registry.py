@@ -60,5 +60,5 @@ def _load_builtin() -> None:
         importlib.import_module(module)
 
 
-BUILTIN: list[str] = ["anglenas.search.run"]
+BUILTIN: list[str] = ["anglenas.search.run", "anglenas.proxyless.search"]
 """Modules that register searchers; a new searcher module appends itself here."""

@@ -31,7 +31,7 @@ from anglenas.flops import build_flops_table
 from anglenas.log import RunLogger
 from anglenas.nn.compat import load_weights, read_checkpoint
 from anglenas.spaces import get_space
-from anglenas.train.dist import DistEnv, barrier, init_distributed
+from anglenas.train.dist import barrier, init_distributed
 from anglenas.train.ema import WeightEma
 from anglenas.train.optim import linear_lr, set_lr, sgd
 from anglenas.train.stop import CheckpointClock, Stopped, stop_requests
@@ -42,7 +42,7 @@ SUMMARY_FORMAT = "anglenas-train-summary"
 # fields that may change between a run and its resumption (they do not change the trained weights)
 RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "checkpoint_minutes",
                      "eval_every",
-                     "eval_batch_size", "eval_limit", "eval", "eval_resume", "demo", "cifar", "data_dir", "train_dir",
+                     "eval_batch_size", "eval_limit", "eval", "eval_resume", "demo", "cifar", "darts", "data_dir", "train_dir",
                      "test_dir"}
 # fields that define the network; evaluation of one of our checkpoints takes them from the checkpoint
 NETWORK_FIELDS = ("arch", "space", "arch_rank", "width_mult", "input_size", "stem_stride", "dropout", "dataset")
@@ -94,12 +94,22 @@ class FinalTrainConfig(DataConfig):
     eval_resume: str = field("", "checkpoint to evaluate: ours (checkpoint.pt, best.pt) or the original's")
     demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
     cifar: bool = field(False, "the CIFAR-10 recipe (give --data_dir)")
+    darts: bool = field(False, "the DARTS ImageNet recipe of DARTS / PDARTS cells (spec 10.2)")
+    decay_all: bool = field(False, "weight decay on every parameter, BN included (the DARTS ImageNet recipe)")
+    lr_schedule: str = field("linear", "linear: to min_lr at the last iteration; linear_tail: DARTS ImageNet's "
+                                       "linear decay over all but 5 epochs, then a 5-epoch tail",
+                             choices=("linear", "linear_tail"))
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, weight_decay=5e-4,
             epochs=10, total_iters=0, eval_every=155, workers=0, save="runs/train-demo")
 """``--demo``: 10 epochs of a width-0.25 network on the embedded 32x32 CIFAR-10 (2,000 training, 500 test
 images), evaluated every 5 epochs; a few minutes on 2 CPU cores."""
+
+DARTS_IMAGENET = dict(lr=0.25, batch_size=512, epochs=250, total_iters=0, momentum=0.9, weight_decay=3e-5,
+                      decay_all=True, lr_schedule="linear_tail", label_smoothing=0.1, auxiliary_weight=0.4,
+                      dropout=0.0, grad_clip=5.0, eval_every=0)
+"""``--darts``: spec §10.2, the ImageNet training of DARTS / PDARTS cells (14 cells, auxiliary head weighted 0.4)."""
 
 CIFAR = dict(dataset="cifar10", width_mult=1.0, stem_stride=1, batch_size=128, lr=0.1, weight_decay=5e-4,
              epochs=200, total_iters=0, eval_every=0, workers=0, save="runs/train-cifar")
@@ -175,7 +185,9 @@ class FinalTrainer:
 
     def _describe(self) -> dict[str, float]:
         """Log the architecture with its FLOPs and params (table, cross-checked by counting); return them."""
-        counted, real_params = self.space.counted_flops(self.arch), sum(p.numel() for p in self.model.parameters())
+        counted = self.space.counted_flops(self.arch)
+        real_params = sum(p.numel() for name, p in self.model.named_parameters()  # an auxiliary head is not counted
+                          if not name.startswith("auxiliary"))
         flops, params = counted, real_params
         ref = get_space(self.space_name)
         ref_flops, ref_params = ref.counted_flops(self.arch), real_params
@@ -222,8 +234,12 @@ class FinalTrainer:
             raise UserError("the schedule is empty: give --total_iters > 0 or --epochs > 0")
         self.eval_every = cfg.eval_every or spe
         self.checkpoint_every = cfg.checkpoint_every or self.eval_every
-        self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov,
-                             decay_linear=cfg.decay_classifier)
+        if cfg.decay_all:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        else:
+            self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov,
+                                 decay_linear=cfg.decay_classifier)
         self.ema = WeightEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.train_model: nn.Module = self.model
         if env.enabled:
@@ -288,7 +304,7 @@ class FinalTrainer:
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        set_lr(self.optimizer, linear_lr(self.step, cfg.lr, self.total, cfg.min_lr))
+        set_lr(self.optimizer, self._lr())
         torch.manual_seed(step_seed(cfg.seed, self.step, self.env.rank))  # dropout masks: a function of the step
         if hasattr(self.model, "drop_path_prob"):
             self.model.drop_path_prob = cfg.drop_path * self.step / self.total
@@ -298,6 +314,17 @@ class FinalTrainer:
             self.ema.update(self.model)
         self.step += 1
         return out
+
+    def _lr(self) -> float:
+        """The learning rate of the current iteration."""
+        cfg = self.cfg
+        if cfg.lr_schedule == "linear":
+            return linear_lr(self.step, cfg.lr, self.total, cfg.min_lr)
+        spe = self.stream.steps_per_epoch  # DARTS ImageNet, per epoch e of E: a long decay, then a 5-epoch tail
+        epochs, epoch = max(round(self.total / spe), 6), self.step // spe
+        if epochs - epoch > 5:
+            return cfg.lr * (epochs - 5 - epoch) / (epochs - 5)
+        return cfg.lr * (epochs - epoch) / ((epochs - 5) * 5)
 
     def run(self, max_steps: int | None = None) -> dict | None:
         """Train to the end of the schedule (or until iteration ``max_steps``, to simulate an interruption) and
