@@ -120,7 +120,7 @@ class DeviceAugment:
                  indices: list[int]) -> tuple[list, torch.Tensor, torch.Tensor]:
         for k in bad:
             if self.folder is None:
-                raise UserError(f"image {indices[k]} of the training folder is unreadable: {images[k]}")
+                raise UserError(f"image {indices[k]} of the training folder is not a decodable image")
             self.folder.unreadable.report(indices[k], self.folder.samples[indices[k]][0], images[k])
         good = [k for k in range(len(images)) if k not in bad]
         if not good:
