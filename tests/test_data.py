@@ -221,7 +221,7 @@ def test_device_decoding_replaces_an_image_cut_after_its_header(tiny_folder, cap
     assert x.shape == (3, 3, 32, 32) and torch.equal(x[1], x[2]) and y.tolist() == [0, 0, 0]
     lines = _warnings(capfd.readouterr().err)
     assert len(lines) == 1 and str(bad) in lines[0]
-    with pytest.raises(UserError, match="unreadable"):
+    with pytest.raises(UserError, match="^image 2 of the training folder is not a decodable image$"):
         DeviceAugment(torch.device("cpu"), 32)(batch)
 
 
