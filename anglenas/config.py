@@ -135,8 +135,14 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
         raise UserError(f"config file {path} does not exist")
     try:
         doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} cannot be read as text ({type(exc).__name__}); pass a YAML file of "
+                        f"field: value lines") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise UserError(f"config file {path} is not valid YAML{at}: {problem}") from None
     if not isinstance(doc, dict):
         raise UserError(f"config file {path} must be a mapping of field: value")
     hints = typing.get_type_hints(cls)

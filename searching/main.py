@@ -8,15 +8,14 @@ evaluator (--backend local) or RabbitMQ test servers (--backend rabbitmq; start 
 Writes SAVE/search_result.json; run again with the same arguments to resume.
 """
 from anglenas.errors import cli
-from anglenas.search.mq import parse_with_broker
+from anglenas.search.mq import parse_with_broker, site_broker_settings
 from anglenas.search.registry import get_searcher
 from anglenas.search.run import DEMO, SearchConfig
-from config import BROKER  # searching/config.py: the site's broker settings
 
 
 @cli
 def main() -> None:
-    cfg = parse_with_broker(SearchConfig, BROKER, __doc__, {"demo": DEMO})
+    cfg = parse_with_broker(SearchConfig, site_broker_settings(__file__), __doc__, {"demo": DEMO})
     get_searcher(cfg.method).run(cfg)
 
 

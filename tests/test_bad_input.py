@@ -85,3 +85,14 @@ def test_devices_that_are_there(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert pick_device("cuda", local_rank=3) == torch.device("cuda", 3)
     assert pick_device("cuda:1", local_rank=3) == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\xff", b"a: [1, 2\n"])
+def test_garbage_config(tmp_path, content):
+    from anglenas.config import parse_config
+    from anglenas.data import DataConfig
+
+    (tmp_path / "c.yaml").write_bytes(content)
+    with pytest.raises(UserError) as err:
+        parse_config(DataConfig, ["--config", str(tmp_path / "c.yaml")])
+    assert _one_line(err).startswith(f"config file {tmp_path / 'c.yaml'} ")

@@ -124,8 +124,9 @@ def test_ema_follows_the_formula():
     (["--arch", "-1" + SPOS_STR[1:]], "layer 0: identity (-1) is not allowed here"),
     (["--eval", "--eval-resume", "does/not/exist.pt"], "checkpoint does/not/exist.pt does not exist"),
 ])
-def test_bad_inputs_give_one_error_line(args, message, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [str(ENTRY), "--demo", "--device", "cpu", *args])
+def test_bad_inputs_give_one_error_line(args, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(ENTRY), "--demo", "--device", "cpu", "--save", str(tmp_path / "r"), *args])
     with pytest.raises(SystemExit) as exc:
         runpy.run_path(str(ENTRY), run_name="__main__")
     assert exc.value.code == 2
@@ -133,11 +134,13 @@ def test_bad_inputs_give_one_error_line(args, message, monkeypatch, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
-def test_bad_input_in_a_fresh_process_has_no_traceback():
+def test_bad_input_in_a_fresh_process_has_no_traceback(tmp_path):
     out = subprocess.run([sys.executable, str(ENTRY), "--arch", "2 2 -1"], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr == "error: no search space has 3 layers; known spaces: gpu (21 layers), fairnas (19 layers)\n"
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "" and len(out.stderr.splitlines()) == 1
+    assert out.stderr.startswith("error: no search space has 3 layers or edges; known spaces: ")
+    assert "gpu (21 layers)" in out.stderr and "fairnas (19 layers)" in out.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.slow

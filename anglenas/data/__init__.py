@@ -1,6 +1,7 @@
 """Datasets of every stage behind one object: :func:`build_data` gives training streams and eval batches.
 
-Sources: ``embedded`` (2,000 + 500 real CIFAR-10 images shipped in the package: the demo default),
+Sources: ``embedded`` (2,000 + 500 real CIFAR-10 images shipped in the package: the tests' default),
+``embedded-12k`` (10,000 + 2,000 shipped images: ``make demo``),
 ``imagenet`` (ImageFolder ``--train_dir`` / ``--test_dir``), ``cifar10`` / ``cifar100`` (python-pickle folder in
 ``--data_dir``) and ``cifar10-jpg`` (a ``{train,test}/<class>/*.jpg`` tarball in ``--data_dir``). For searching,
 a deterministic ``search_val_size`` subset of the training images is held out as "search-val".
@@ -17,15 +18,17 @@ import torch
 
 from anglenas.config import field
 from anglenas.data import transforms
-from anglenas.data.sources import (ImageArrays, image_folder, load_cifar_pickles, load_embedded, load_jpeg_tar,
-                                   split_indices, to_tensor_nchw)
+from anglenas.data.sources import (ImageArrays, check_same_classes, image_folder, load_cifar_pickles, load_embedded,
+                                   load_jpeg_tar, split_indices, to_tensor_nchw)
 from anglenas.data.jpeg import DeviceAugment, JpegBytes, collate_bytes
 from anglenas.data.streams import (CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Batch, BatchStream, LoaderStream,
                                    Normalize, SeededTransform, TensorStream, loader_eval_batches,
                                    tensor_eval_batches)
 from anglenas.errors import UserError
 
-DATASETS = ("embedded", "imagenet", "cifar10", "cifar100", "cifar10-jpg")
+DATASETS = ("embedded", "embedded-12k", "imagenet", "cifar10", "cifar100", "cifar10-jpg")
+EMBEDDED_12K = Path(__file__).with_name("cifar10-jpg-demo.tar.gz")
+"""10,000 + 2,000 real CIFAR-10 images shipped with the package: the data of ``make demo``."""
 CACHE_DIR = Path(os.environ.get("ANGLENAS_CACHE", Path.home() / ".cache" / "anglenas"))
 
 __all__ = ["DATASETS", "Batch", "BatchStream", "Data", "DataConfig", "Normalize", "build_data"]
@@ -68,6 +71,8 @@ class Data:
         cfg = self.cfg
         if cfg.dataset == "embedded":
             sets = load_embedded()
+        elif cfg.dataset == "embedded-12k":
+            sets = load_jpeg_tar(EMBEDDED_12K, cache_dir=CACHE_DIR)
         elif cfg.dataset == "cifar10-jpg":
             if not cfg.data_dir:
                 raise UserError("--dataset cifar10-jpg needs --data_dir pointing at the JPEG tarball")
@@ -110,6 +115,7 @@ class Data:
                 raise UserError("final training on ImageNet needs --test_dir")
             self._train_idx = np.arange(n)
             self._val_folder = image_folder(cfg.test_dir)
+            check_same_classes(self.folder, self._val_folder)
             self._val_idx = np.arange(len(self._val_folder))
 
     # -- batches ------------------------------------------------------------------------------------------------
@@ -130,7 +136,7 @@ class Data:
                 if on_device:
                     return LoaderStream(JpegBytes(self.folder, self._train_idx), global_batch, seed, self.normalize,
                                         self.device, rank, world, self.cfg.workers, channels_last,
-                                        collate_fn=collate_bytes, finish=DeviceAugment(self.device))
+                                        collate_fn=collate_bytes, finish=DeviceAugment(self.device, folder=self.folder))
                 return LoaderStream(SeededTransform(self.folder, self._train_idx, transforms.imagenet_train),
                                     global_batch, seed, self.normalize, self.device, rank, world, self.cfg.workers,
                                     channels_last)

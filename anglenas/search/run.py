@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from anglenas.operations import Operations, load_operations
 from anglenas.search.evaluate import CandidateEvaluator, EvalSettings, InProcessEvaluator, LocalPoolEvaluator
 from anglenas.search.evolution import Arch, EvolutionConfig, EvolutionSearch
 from anglenas.search.messages import weights_fingerprint
-from anglenas.search.mq import BrokerConfig
+from anglenas.search.journal import Journal, read_journal, read_search_state
+from anglenas.search.mq import BrokerConfig, check_broker
 from anglenas.search.registry import register_searcher
 from anglenas.spaces.mobilenet import FAIRNAS_STEM_OVERCOUNT
 from anglenas.train.dist import barrier, init_distributed
@@ -102,49 +102,6 @@ DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=2, batch_size=64, l
 minute on 2 idle CPU cores, a few minutes on busy ones."""
 
 
-def read_journal(path: Path, fingerprint: str) -> tuple[dict[Arch, float], dict[Arch, str]]:
-    """(results, pending request ids) recorded for these weights; a line cut by a kill is ignored."""
-    results: dict[Arch, float] = {}
-    pending: dict[Arch, str] = {}
-    if not path.is_file():
-        return results, pending
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("fingerprint") != fingerprint:
-            continue
-        arch = tuple(rec["arch"])
-        if rec["event"] == "result":
-            results.setdefault(arch, float(rec["top1"]))
-        elif rec["event"] == "sent":
-            pending[arch] = rec["id"]
-    return results, {a: i for a, i in pending.items() if a not in results}
-
-
-class Journal:
-    """Append-only record of sent requests and results, flushed to disk line by line."""
-
-    def __init__(self, path: Path, fingerprint: str) -> None:
-        self.fingerprint = fingerprint
-        self._fh = open(path, "a", buffering=1)
-
-    def _write(self, rec: dict) -> None:
-        self._fh.write(json.dumps({**rec, "fingerprint": self.fingerprint}) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def result(self, arch: Arch, top1: float) -> None:
-        self._write({"event": "result", "arch": list(arch), "top1": top1})
-
-    def sent(self, arch: Arch, request_id: str) -> None:
-        self._write({"event": "sent", "arch": list(arch), "id": request_id})
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 def make_sampler(method: str, ops: list[list[int]], seed: int, space=None):
     """SPOS: the space's single-path sampler over ``ops``; FairNAS: strict fairness (equal op counts per layer)."""
     if method == "spos":
@@ -176,6 +133,8 @@ class Search:
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
         self.logger = RunLogger(self.save, self.env.is_main)
+        if cfg.backend == "rabbitmq" and self.env.is_main:  # a wrong password now, not after supernet training
+            check_broker(cfg, self.logger.info)
         self.settings = cfg.eval_settings(self.ref_space.name)
         self.settings.check()
 
@@ -247,10 +206,9 @@ class Search:
         cfg = self.cfg
         fingerprint = weights_fingerprint(weights)
         results, pending = read_journal(self.save / JOURNAL, fingerprint)
-        state_path = self.save / STATE
         state = None
-        if state_path.is_file():
-            saved = json.loads(state_path.read_text())
+        saved = read_search_state(self.save / STATE)
+        if saved is not None:
             check_same_settings(saved["config"], self._semantic_config(), self.save)
             if saved["fingerprint"] == fingerprint:
                 state = saved["search"]

@@ -151,8 +151,8 @@ class FinalTrainer:
             check_writable(cfg.save, "run folder", "--save")
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
-        self.logger = RunLogger(None if cfg.eval else self.save, self.env.is_main)
         self.space_name, self.arch = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
+        self.logger = RunLogger(None if cfg.eval else self.save, self.env.is_main)  # after the inputs are checked
         self.data = build_data(cfg, self.device, held_out=False, train=not cfg.eval)
         self.space = get_space(self.space_name).scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
                                                        self.data.num_classes, cfg.stem_stride)
