@@ -230,7 +230,8 @@ class Shrinker:
         while Operations(self.ref_space, st.ops).size > cfg.stop_threshold and st.round < cfg.max_rounds:
             end = self._round_end_step(st.round)
             self.trainer.train(st.step, end, desc=f"round {st.round} train", checkpoint=self._checkpoint,
-                               checkpoint_every=cfg.checkpoint_every or self.steps_per_epoch)
+                               checkpoint_every=cfg.checkpoint_every or self.steps_per_epoch,
+                               planned=self._round_end_step(cfg.max_rounds - 1))  # ETA: to the last possible round
             if st.step < end:
                 self._checkpoint(end)
             record = self._score_round() if self.env.is_main else None

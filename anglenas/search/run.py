@@ -231,9 +231,10 @@ class Search:
                 rec = evo.history[-1]
                 done = rate["n"] - n0
                 per = (time.perf_counter() - t0) / done if done else 0.0
+                eta = (time.perf_counter() - t0) * (cfg.max_epochs - evo.epoch)
                 self.logger.info(f"generation {rec['epoch'] + 1}/{cfg.max_epochs}: {done} evaluated "
                                  f"({per:.2f} s/candidate), best {rec['best']:.2f}, mean {rec['mean']:.2f}, "
-                                 f"top1 so far {rec['top1_so_far']:.2f}")
+                                 f"top1 so far {rec['top1_so_far']:.2f} | ETA {eta:.0f}s")
                 self.logger.scalar("search/best", rec["best"], rec["epoch"])
                 self.logger.scalar("search/mean", rec["mean"], rec["epoch"])
             self._save_state(evo, fingerprint)

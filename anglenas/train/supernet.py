@@ -105,13 +105,15 @@ class SupernetTrainer:
         return loss_sum, correct, len(paths)
 
     def train(self, start: int, end: int, desc: str = "train",
-              checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0) -> None:
+              checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0,
+              planned: int | None = None) -> None:
         """Run steps ``start`` .. ``end - 1``; call ``checkpoint(next_step)`` every ``checkpoint_every`` steps and
         every ``checkpoint_minutes``; on Ctrl-C / SIGTERM, checkpoint after the current step and raise
-        :class:`~anglenas.train.stop.Stopped`."""
+        :class:`~anglenas.train.stop.Stopped`. ``planned``: the last step of the whole stage, so that the progress
+        line's ETA covers the stage, not only this call."""
         if end <= start:
             return
-        progress = self.logger.progress(desc, end, start)
+        progress = self.logger.progress(desc, max(end, planned or end), start)
         val = self.arch_stream.batches(start, end - start) if self.arch_stream is not None else None
         clock = CheckpointClock(checkpoint_every, self.cfg.checkpoint_minutes)
         with stop_requests() as stop:
