@@ -123,12 +123,17 @@ def test_standalone_angle_is_the_spec_vector():
 
 
 def test_tau_report_counts_pairs():
-    records = [{"angle_init_final": a, "benchmark_top1": g, "top1": r}
-               for a, g, r in [(0.1, 50.0, 30.0), (0.2, 70.0, 20.0), (0.3, 60.0, 40.0)]]
+    live = ["|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"] * 3
+    dead = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    records = [{"arch": a, "angle_init_final": x, "benchmark_top1": g, "top1": r}
+               for a, x, g, r in [(live[0], 0.1, 50.0, 30.0), (live[1], 0.2, 70.0, 20.0), (live[2], 0.3, 60.0, 40.0),
+                                  (dead, 0.01, 10.0, 10.0)]]
     tau = tau_report(records, "cifar10")
-    assert tau["angle_vs_ground_truth"] == pytest.approx(1 / 3)  # pairs: +, +, - (of 3)
-    assert tau["angle_vs_reached"] == pytest.approx(1 / 3)
-    assert tau["reached_vs_ground_truth"] == pytest.approx(-1 / 3)
+    assert tau["live_cells"] == 3
+    assert tau["angle_vs_ground_truth_live"] == pytest.approx(1 / 3)  # pairs: +, +, - (of 3)
+    assert tau["angle_vs_reached_live"] == pytest.approx(1 / 3)
+    assert tau["reached_vs_ground_truth_live"] == pytest.approx(-1 / 3)
+    assert tau["angle_vs_ground_truth"] == pytest.approx(4 / 6)  # the dead cell adds 3 concordant pairs
     assert tau["paper_angle_vs_ground_truth"] == 0.833
 
 
