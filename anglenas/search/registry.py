@@ -60,5 +60,6 @@ def _load_builtin() -> None:
         importlib.import_module(module)
 
 
-BUILTIN: list[str] = ["anglenas.search.run", "anglenas.proxyless.search"]
+BUILTIN: list[str] = ["anglenas.search.run", "anglenas.proxyless.search", "anglenas.darts.search",
+                      "anglenas.darts.pdarts", "anglenas.pertnas.search"]
 """Modules that register searchers; a new searcher module appends itself here."""
