@@ -91,9 +91,9 @@ class PertNasConfig:
 
 
 DEMO: dict[str, Any] = dict(train_path="embedded", save="runs/", note="pertnas-demo", npop=2, batch_size=32,
-                            init_channels=4, epochs=1, steps_per_epoch=3, finetune_steps=0,
-                            population_extra_steps=1, fine_extra_steps=2, topology_extra_steps=3, val_size=96,
-                            threads=1)
+                            init_channels=4, epochs=1, steps_per_epoch=4, finetune_steps=0,
+                            population_extra_steps=0, fine_extra_steps=1, topology_extra_steps=2, val_size=64,
+                            device="cpu", threads=1)
 """``--demo``: the whole search on the embedded mini CIFAR-10 on the CPU in a few minutes."""
 
 
