@@ -9,9 +9,10 @@ the runs reached. The paper found tau = 0.833 (CIFAR-10), 0.822 (CIFAR-100), 0.8
 
 Defaults are the paper's CIFAR-10 settings (C=16, N=5, batch 512, SGD momentum 0.9 without Nesterov, lr 0.25
 cosine to 0.001, weight decay 5e-4, 100 epochs). ``--cpu`` is the CPU preset (C=8, N=1, 16px, 5,000 training
-images, 8 epochs: about two minutes a cell on one core); ``--demo`` runs five cells (one per op on edge 3<-0) for one epoch on the
-embedded mini set. Cells finish one by one: a killed run, started again, keeps the finished cells and resumes the
-current one. Writes ``DIR/standalone_tau.json`` (after every cell) and ``DIR/standalone_angle.png``.
+images, 8 epochs: under a minute a cell on one core, 34 minutes for all 50 on a loaded 2-core machine);
+``--demo`` runs five cells (one per op on edge 3<-0) for one epoch on the embedded mini set. Cells finish one
+by one: a killed run, started again, keeps the finished cells and resumes the current one. Writes
+``DIR/standalone_tau.json`` (after every cell) and ``DIR/standalone_angle.png``.
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli

@@ -1,4 +1,5 @@
-"""Train one NAS-Bench-201 cell stand-alone: ``python nas-bench-201/train_arch.py --index 6111 --data_dir cifar10-jpg.tar.gz``.
+"""Train one NAS-Bench-201 cell stand-alone:
+``python nas-bench-201/train_arch.py --index 6111 --data_dir cifar10-jpg.tar.gz``.
 
 By default this is NB201's own recipe at NB201's size (C=16, N=5; 200 epochs of SGD Nesterov, lr 0.1 cosine to 0,
 weight decay 5e-4, batch 256, crop + flip) on all 50k CIFAR-10 training images, tested on the 10k test images;

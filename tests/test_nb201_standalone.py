@@ -145,7 +145,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path, api):
     assert train_cell(cfg, cell, tmp_path / "cut", data, api, torch.device("cpu"), stop_at=3) is None
     assert not (tmp_path / "cut" / "summary.json").exists()
     resumed = train_cell(cfg, cell, tmp_path / "cut", data, api, torch.device("cpu"))
-    a, b = load_checkpoint(tmp_path / "full" / "weights-final.pt"), load_checkpoint(tmp_path / "cut" / "weights-final.pt")
+    a, b = (load_checkpoint(tmp_path / run / "weights-final.pt") for run in ("full", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     torch.manual_seed(cfg.seed)
     fresh = NB201Network(cell, 10, 4, 1).state_dict()

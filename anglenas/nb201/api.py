@@ -87,7 +87,8 @@ class TableInfo(dict):
     """A result dict of the shipped table: a key it does not hold raises a :class:`UserError` naming the key."""
 
     def __missing__(self, key: Any) -> Any:
-        raise UserError(f"the shipped table holds {', '.join(map(repr, self))} here, not {key!r}; that needs {OFFICIAL}")
+        held = ", ".join(map(repr, self))
+        raise UserError(f"the shipped table holds {held} here, not {key!r}; that needs {OFFICIAL}")
 
 
 class TableArchResults:

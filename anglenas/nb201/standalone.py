@@ -124,9 +124,11 @@ class StandaloneData:
         sets = self._load(cfg)
         train, test = sets["train"], sets["test"]
         if cfg.train_limit and cfg.train_limit < len(train):
-            train = train.subset(np.sort(np.random.default_rng([cfg.seed, 0]).permutation(len(train))[:cfg.train_limit]))
+            keep = np.random.default_rng([cfg.seed, 0]).permutation(len(train))[:cfg.train_limit]
+            train = train.subset(np.sort(keep))
         if cfg.test_limit and cfg.test_limit < len(test):
-            test = test.subset(np.sort(np.random.default_rng([cfg.seed, 1]).permutation(len(test))[:cfg.test_limit]))
+            keep = np.random.default_rng([cfg.seed, 1]).permutation(len(test))[:cfg.test_limit]
+            test = test.subset(np.sort(keep))
         self.num_classes = len(train.classes)
         self.normalize = IMAGENET16_NORMALIZE if cfg.dataset == "ImageNet16-120" else CIFAR_NORMALIZE
         self.input_size = cfg.resolution or train.images.shape[1]
@@ -282,7 +284,8 @@ def train_cell(cfg: StandaloneConfig, cell: Cell, save: str | Path, data: Standa
                "test_loss": result["loss"], "test_images": result["n"],
                "benchmark_top1": bench.accuracy(index, dataset), "benchmark_dataset": dataset,
                "benchmark_source": bench.source, "angle_init_final": angle,
-               "flops_M": flops / 1e6, "params_MB": params / 1e6, "train_seconds_this_session": time.perf_counter() - t0,
+               "flops_M": flops / 1e6, "params_MB": params / 1e6,
+               "train_seconds_this_session": time.perf_counter() - t0,
                "config": dataclasses.asdict(cfg)}
     atomic_write_text(save / SUMMARY, json.dumps(summary, indent=2))
     log.info(f"{arch}: top-1 {result['top1']:.2f}% (benchmark, 200 epochs at C=16 N=5: "
@@ -389,5 +392,6 @@ def run_standalone_tau(cfg: StandaloneTauConfig) -> dict:
     return report
 
 
-__all__ = ["ORIGINAL_INDICES", "PAPER_TAU", "StandaloneConfig", "StandaloneData", "StandaloneTauConfig", "TrainArchConfig",
-           "arch_vector", "original_cells", "run_standalone_tau", "standalone_angle", "train_cell", "vector_entries"]
+__all__ = ["ORIGINAL_INDICES", "PAPER_TAU", "StandaloneConfig", "StandaloneData", "StandaloneTauConfig",
+           "TrainArchConfig", "arch_vector", "original_cells", "run_standalone_tau", "standalone_angle", "train_cell",
+           "vector_entries"]
