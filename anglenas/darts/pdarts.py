@@ -302,7 +302,7 @@ def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | N
             metrics = train_epoch(model, architect if train_arch else None, optimizer, data,
                                   (sp * cfg.epochs + epoch) * spe, spe, lr, cfg.grad_clip, amp, progress)
             model.eval()
-            val = evaluate(model, data.data.val_batches(cfg.batch_size, limit=cfg.eval_limit), device, amp)
+            val = evaluate(model, data.val_batches(cfg.batch_size, cfg.eval_limit), device, amp)
             record = alpha_record(model, epoch + 1, stage=sp + 1, lr=lr, skip_dropout=p, **metrics,
                                   val_top1=val["top1"], val_loss=val["loss"])
             state["history"].append(record)

@@ -22,7 +22,8 @@ def plot_alphas(history: Sequence[dict], edge_ops: Sequence[Sequence[int]], path
     """Softmax weight of each op of each edge against the epoch: rows = nodes of the normal then the reduction
     cell, columns = the node's input states. ``history[i]`` holds ``epoch``, ``normal`` and ``reduce`` (14 x k)."""
     epochs = [rec["epoch"] for rec in history]
-    fig = Figure(figsize=(13, 16), layout="constrained")
+    fig = Figure(figsize=(13, 16))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=0.95, hspace=0.6, wspace=0.15)
     axes = fig.subplots(2 * STEPS, STEPS + 1, squeeze=False, sharey=True)
     for row, (kind, node) in enumerate((k, n) for k in ("normal", "reduce") for n in range(STEPS)):
         probs = np.array([rec[kind] for rec in history])  # epochs x 14 x k
@@ -40,10 +41,10 @@ def plot_alphas(history: Sequence[dict], edge_ops: Sequence[Sequence[int]], path
             ax.tick_params(labelsize=6)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     handles = [matplotlib.lines.Line2D([], [], color=COLORS[n], label=n) for n in PRIMITIVES]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(PRIMITIVES), fontsize=8)
+    fig.legend(handles=handles, loc="lower center", ncols=len(PRIMITIVES), fontsize=8)
     fig.suptitle("architecture weights (softmax of alpha) of every edge over the search")
     if path is not None:
-        fig.savefig(path, dpi=90, bbox_inches="tight")
+        fig.savefig(path, dpi=80)
     return fig
 
 

@@ -87,8 +87,8 @@ def write_results(save: Path, genotype: Genotype, history: list[dict], edge_ops:
     """genotype.json, the two figures (also to TensorBoard) and summary.json."""
     save_genotype(genotype, save / GENOTYPE)
     step = history[-1]["epoch"] if history else 0
-    if history:
-        logger.figure("search/alphas", plot_alphas(history, edge_ops, save / "alphas.png"), step)
+    if history:  # PNG only: TensorBoard has every alpha as a scalar curve (alphas/...)
+        plot_alphas(history, edge_ops, save / "alphas.png")
     logger.figure("search/genotype", plot_genotype(genotype, save / "genotype.png", f"genotype found in {save}"), step)
     atomic_write_text(save / SUMMARY, json.dumps({**summary, "genotype": genotype._asdict(), "history": history},
                                                  indent=1) + "\n")
@@ -133,7 +133,7 @@ def run_darts(cfg: DartsConfig, max_epochs: int | None = None) -> Genotype | Non
         metrics = train_epoch(model, architect, optimizer, data, epoch * spe, spe, lr, cfg.grad_clip, amp,
                               progress)
         model.eval()
-        val = evaluate(model, data.data.val_batches(cfg.batch_size, limit=cfg.eval_limit), device, amp)
+        val = evaluate(model, data.val_batches(cfg.batch_size, cfg.eval_limit), device, amp)
         record = alpha_record(model, epoch + 1, lr=lr, **metrics, val_top1=val["top1"], val_loss=val["loss"])
         history.append(record)
         for tag in ("train_loss", "train_top1", "val_top1", "val_loss", "lr"):

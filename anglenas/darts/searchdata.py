@@ -8,9 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anglenas.data import Data, DataConfig, build_data
-from anglenas.data.sources import to_tensor_nchw
-from anglenas.data.streams import TensorStream
+from typing import Iterator
+
+from anglenas.data import DataConfig, build_data, eval_subset
+from anglenas.data.sources import split_indices, to_tensor_nchw
+from anglenas.data.streams import Batch, TensorStream, tensor_eval_batches
 from anglenas.darts.architect import LOW_PRECISION, Architect
 from anglenas.errors import UserError
 from anglenas.log import Progress
@@ -38,27 +40,33 @@ def resolve_dataset(dataset: str, data: str) -> str:
 
 
 class SearchData:
-    """Weight batches from the first ``train_portion`` of the (shuffled) training set, architecture batches and
-    validation from the rest; both training streams are augmented (crop + flip) as upstream."""
+    """Weight batches from a ``train_portion`` share of the (shuffled) training set, architecture batches and
+    held-out evaluation from the rest; both training streams are augmented (crop + flip) as upstream."""
 
     def __init__(self, dataset: str, data_dir: str, train_portion: float, batch_size: int, seed: int,
                  device: torch.device):
         if not 0.0 < train_portion < 1.0:
             raise UserError(f"--train_portion must lie in (0, 1), got {train_portion}")
         cfg = DataConfig(dataset=resolve_dataset(dataset, data_dir), data_dir=data_dir, workers=0)
-        probe = build_data(cfg, "cpu", held_out=False)
-        held = probe.num_train - int(math.floor(train_portion * probe.num_train))
-        cfg.search_val_size, cfg.split_seed = held, seed
-        self.data: Data = build_data(cfg, device, held_out=True)
-        self.num_classes = self.data.num_classes
-        self.weight_stream = self.data.train_stream(batch_size, seed)
-        held_out = self.data._val  # the architecture half (Data exposes it only for evaluation)
+        data = build_data(cfg, "cpu", held_out=False)
+        train = data._train  # the whole training set (Data has no public accessor for the arrays)
+        self.num_classes, self.normalize = data.num_classes, data.normalize
+        held = len(train) - int(math.floor(train_portion * len(train)))
+        weight_idx, arch_idx = split_indices(len(train), held, seed)
+        weight_x, arch_x = (to_tensor_nchw(train.images[i], device) for i in (weight_idx, arch_idx))
+        weight_y, arch_y = (torch.from_numpy(train.labels[i]) for i in (weight_idx, arch_idx))
         try:
-            self.arch_stream = TensorStream(to_tensor_nchw(held_out.images, device), torch.from_numpy(held_out.labels),
-                                            batch_size, seed + 1, self.data.normalize)
+            self.weight_stream = TensorStream(weight_x, weight_y, batch_size, seed, self.normalize)
+            self.arch_stream = TensorStream(arch_x, arch_y, batch_size, seed + 1, self.normalize)
         except ValueError as exc:
             raise UserError(f"{exc}; lower --batch_size") from None
+        self._arch_x, self._arch_y = arch_x, arch_y
         self.steps_per_epoch = min(self.weight_stream.steps_per_epoch, self.arch_stream.steps_per_epoch)
+
+    def val_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        """Un-augmented batches of the architecture half (``limit``: a fixed random subset)."""
+        sub = torch.from_numpy(eval_subset(len(self._arch_y), limit)).to(self._arch_x.device)
+        return tensor_eval_batches(self._arch_x[sub], self._arch_y[sub.cpu()], batch_size, self.normalize)
 
 
 def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
