@@ -182,3 +182,27 @@ def test_a_garbage_benchmark_file_is_named_not_a_benchmark(tmp_path):
     folder.mkdir()
     with pytest.raises(UserError, match="is not a benchmark file"):
         Benchmark.load(folder)
+
+
+def test_the_12_epoch_table_answers_hp_12_with_valid_accuracies(tmp_path, api):
+    columns = ["cifar10-test", "cifar10-val", "cifar100-test", "cifar100-val", "imagenet-test", "imagenet-val"]
+    order = np.random.default_rng(0).permutation(len(api))  # rows in another order: matched by arch string
+    path = tmp_path / "hp12.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["arch", "cellstr", *columns])
+        for i in order:
+            writer.writerow([i, api[i], *[i / 1000 + 100 * k for k in range(6)]])
+    bench = Benchmark.load(hp12=path)
+    assert bench.get_more_info(6111, "cifar10", hp="12") == {"test-accuracy": 6.111}
+    assert bench.get_more_info(6111, "cifar10-valid", hp=12, iepoch=11) == {"valid-accuracy": 106.111}
+    assert bench.get_more_info(7, "ImageNet16-120", None, True) == {"valid-accuracy": 500.007, "test-accuracy": 400.007}
+    assert bench.query_meta_info_by_index(7, hp="12").get_metrics("cifar100", "x-valid")["accuracy"] == 300.007
+    assert bench.get_more_info(6111, "cifar10")["test-accuracy"] == api.accuracy(6111)  # 200 epochs unchanged
+    with pytest.raises(UserError, match="per-epoch"):
+        bench.get_more_info(1, "cifar10", iepoch=5, hp="12")
+    with pytest.raises(UserError, match="official benchmark file"):
+        bench.get_more_info(1, "cifar10-valid", hp="12")["test-accuracy"]
+    path.write_text("arch,cellstr\n0,x\n")
+    with pytest.raises(UserError, match="not a 12-epoch NB201 table"):
+        Benchmark.load(hp12=path)

