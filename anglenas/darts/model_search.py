@@ -100,13 +100,18 @@ class SearchCell(nn.Module):
 class SearchNetwork(nn.Module):
     """Stem (3x3 conv to 3C), ``layers`` cells (reductions at 1/3 and 2/3), global pool, classifier.
 
+    ``edge_ops`` are the ops of the normal cells' edges, ``reduce_ops`` those of the reduction cells (default: the
+    same; PDARTS' stages drop ops of the two cell kinds separately).
+
     ``alphas_normal`` / ``alphas_reduce`` are parameters of shape [14, k]; :meth:`weights` lists the others.
     """
 
     def __init__(self, C: int, num_classes: int, layers: int, edge_ops: Sequence[Sequence[int]] | None = None,
-                 skip_dropout: bool = False, stem_multiplier: int = 3):
+                 skip_dropout: bool = False, stem_multiplier: int = 3,
+                 reduce_ops: Sequence[Sequence[int]] | None = None):
         super().__init__()
         self.edge_ops = check_edge_ops(edge_ops if edge_ops is not None else full_edge_ops())
+        self.reduce_ops = check_edge_ops(reduce_ops) if reduce_ops is not None else self.edge_ops
         self.C, self.num_classes, self.layers, self.skip_dropout = C, num_classes, layers, skip_dropout
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -117,15 +122,14 @@ class SearchNetwork(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            self.cells.append(SearchCell(self.edge_ops, C_prev_prev, C_prev, C_curr, reduction, reduction_prev,
-                                         skip_dropout))
+            self.cells.append(SearchCell(self.reduce_ops if reduction else self.edge_ops, C_prev_prev, C_prev,
+                                         C_curr, reduction, reduction_prev, skip_dropout))
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, STEPS * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
-        k = len(self.edge_ops[0])
-        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, k))
-        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, k))
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, len(self.edge_ops[0])))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, len(self.reduce_ops[0])))
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas_normal, self.alphas_reduce]
@@ -155,7 +159,7 @@ class SearchNetwork(nn.Module):
     def genotype(self) -> Genotype:
         normal, reduce = self.probabilities()
         return Genotype(normal=derive_cell(normal, self.edge_ops), normal_concat=list(range(2, 2 + STEPS)),
-                        reduce=derive_cell(reduce, self.edge_ops), reduce_concat=list(range(2, 2 + STEPS)))
+                        reduce=derive_cell(reduce, self.reduce_ops), reduce_concat=list(range(2, 2 + STEPS)))
 
 
 def derive_cell(weights: np.ndarray, edge_ops: Sequence[Sequence[int]]) -> list[tuple[str, int]]:

@@ -276,10 +276,9 @@ def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | N
     for sp in range(state["stage"], stages):
         torch.manual_seed(cfg.seed + 1000 * sp)
         ops_n, ops_r = switched_on(state["normal"]), switched_on(state["reduce"])
-        if ops_n != ops_r:
-            raise UserError("PDARTS keeps one op list per edge for both cells; the switches diverged")
         model = SearchNetwork(cfg.init_channels + schedule.add_width[sp], data.num_classes,
-                              cfg.layers + schedule.add_layers[sp], ops_n, skip_dropout=True).to(device)
+                              cfg.layers + schedule.add_layers[sp], ops_n, skip_dropout=True,
+                              reduce_ops=ops_r).to(device)
         optimizer = torch.optim.SGD(model.weights(), cfg.learning_rate, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
         architect = Architect(model, cfg.momentum, cfg.weight_decay, cfg.arch_learning_rate, cfg.arch_weight_decay,
@@ -325,7 +324,9 @@ def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | N
             k = schedule.num_to_drop[sp]
             state.update(stage=sp + 1, epoch=0, model=None, normal=drop_ops(state["normal"], probs_n, k, False),
                          reduce=drop_ops(state["reduce"], probs_r, k, False))
-            logger.info(f"stage {sp + 1} done: kept per edge {[[PRIMITIVES[o] for o in e] for e in switched_on(state['normal'])]}")
+            for kind in ("normal", "reduce"):
+                kept = "; ".join(",".join(PRIMITIVES[o] for o in e) for e in switched_on(state[kind]))
+                logger.info(f"stage {sp + 1} done: {kind} edges keep {kept}")
             save_checkpoint({"config": run_settings(cfg, RESUMABLE), **state}, save / CHECKPOINT)
             continue
         genotypes = final_genotypes(probs_n, probs_r, state["normal"], state["reduce"], schedule.num_to_drop[sp])
@@ -337,9 +338,9 @@ def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | N
         atomic_write_text(save / "skip_restricted.json", "{\n" + ",\n".join(
             f'"{cap}": {genotype_to_json(g).strip()}' for cap, g in genotypes.items()) + "\n}\n")
         cap = min(max(cfg.max_skip, 0), 8)
-        write_results(save, genotypes[cap], stage_history, ops_n, logger,
+        write_results(save, genotypes[cap], stage_history, (ops_n, ops_r), logger,
                       {"format": "anglenas-pdarts-search", "version": 1, "method": "pdarts", "max_skip": cap,
-                       "operations_path": cfg.operations_path, "final_edge_ops": ops_n,
+                       "operations_path": cfg.operations_path, "last_stage_ops": {"normal": ops_n, "reduce": ops_r},
                        "final_val_top1": stage_history[-1]["val_top1"] if stage_history else None})
         logger.close()
         return genotypes[cap]

@@ -76,19 +76,19 @@ def alpha_record(model: SearchNetwork, epoch: int, **metrics: float) -> dict:
 
 def log_alphas(logger: RunLogger, model: SearchNetwork, step: int) -> None:
     """TensorBoard scalars of every alpha weight (tag ``alphas/<kind>/edge<e>/<op>``)."""
-    for kind, probs in zip(("normal", "reduce"), model.probabilities()):
-        for e, ops in enumerate(model.edge_ops):
+    for kind, probs, edge_ops in zip(("normal", "reduce"), model.probabilities(), (model.edge_ops, model.reduce_ops)):
+        for e, ops in enumerate(edge_ops):
             for i, op in enumerate(ops):
                 logger.scalar(f"alphas/{kind}/edge{e:02d}/{PRIMITIVES[op]}", float(probs[e][i]), step)
 
 
-def write_results(save: Path, genotype: Genotype, history: list[dict], edge_ops: list[list[int]],
+def write_results(save: Path, genotype: Genotype, history: list[dict], edge_ops: tuple[list, list],
                   logger: RunLogger, summary: dict) -> None:
-    """genotype.json, the two figures (also to TensorBoard) and summary.json."""
+    """genotype.json, the two figures (also to TensorBoard) and summary.json; ``edge_ops``: (normal, reduce)."""
     save_genotype(genotype, save / GENOTYPE)
     step = history[-1]["epoch"] if history else 0
     if history:  # PNG only: TensorBoard has every alpha as a scalar curve (alphas/...)
-        plot_alphas(history, edge_ops, save / "alphas.png")
+        plot_alphas(history, *edge_ops, save / "alphas.png")
     logger.figure("search/genotype", plot_genotype(genotype, save / "genotype.png", f"genotype found in {save}"), step)
     atomic_write_text(save / SUMMARY, json.dumps({**summary, "genotype": genotype._asdict(), "history": history},
                                                  indent=1) + "\n")
@@ -148,7 +148,7 @@ def run_darts(cfg: DartsConfig, max_epochs: int | None = None) -> Genotype | Non
     if end < cfg.epochs:
         return None
     genotype = model.genotype()
-    write_results(save, genotype, history, edge_ops, logger,
+    write_results(save, genotype, history, (edge_ops, edge_ops), logger,
                   {"format": "anglenas-darts-search", "version": 1, "method": "darts", "unrolled": cfg.unrolled,
                    "operations_path": cfg.operations_path, "edge_ops": edge_ops,
                    "final_val_top1": history[-1]["val_top1"] if history else None})
