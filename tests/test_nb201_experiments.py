@@ -108,3 +108,29 @@ def test_figure_script_redraws_from_a_run(run, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "tau_per_epoch.png").stat().st_size > 1000
     assert (tmp_path / "angle_vs_accuracy.png").stat().st_size > 1000
+
+
+def test_cpu_preset_and_default_semantics():
+    from anglenas.config import parse_config
+    from anglenas.nb201.experiments import NB201Config
+
+    default = parse_config(NB201Config, [])
+    assert default.optimizer_semantics == "original" and default.preset is None
+    cpu = parse_config(NB201Config, ["--preset", "cpu", "--epochs", "2", "--eval_epochs", "1,2"])
+    assert (cpu.channels, cpu.cells_per_stage, cpu.resolution, cpu.batch_size, cpu.threads) == (16, 2, 32, 128, 2)
+    assert cpu.dataset == "cifar10-jpg" and cpu.optimizer_semantics == "original" and cpu.epochs == 2
+
+
+def test_checkpoint_from_before_the_semantics_flag_is_not_resumed_as_original(run, tmp_path):
+    """A checkpoint without optimizer_semantics was trained sampled_only: resuming it with the new default refuses."""
+    import shutil
+
+    import torch
+    old = tmp_path / "old"
+    shutil.copytree(run / "seed-0", old / "seed-0")
+    ckpt = torch.load(old / "seed-0" / "checkpoint.pt")
+    del ckpt["config"]["optimizer_semantics"]
+    torch.save(ckpt, old / "seed-0" / "checkpoint.pt")
+    out = subprocess.run([sys.executable, str(ROOT / "nas-bench-201" / "angle_tau.py"), *TINY, "--save", str(old)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2 and "optimizer_semantics" in out.stderr and "Traceback" not in out.stderr
