@@ -125,3 +125,22 @@ def test_tiny_abs_search_writes_genotype(tmp_path):
     assert sum(op == "skip_connect" for op, _ in genotype.normal) <= 2
     assert sorted(json.loads((tmp_path / "p" / "skip_restricted.json").read_text()), key=int) == \
         [str(c) for c in range(9)]
+
+
+def test_two_stage_search_resumes_across_the_stage_boundary(tmp_path):
+    ops = [[NONE, SEP3, DIL3], [SKIP, SEP5, DIL3], [1, SEP5, DIL5], [SEP3, SEP5, DIL5], [2, SEP3, DIL3]] + \
+        [[NONE, SKIP, SEP5]] * 9
+    path = tmp_path / "ops3.json"
+    path.write_text(json.dumps({"format": "anglenas-operations", "version": 1, "space": "darts",
+                                "operations": ops}))
+
+    def cfg(save):
+        return PdartsConfig(dataset="embedded", operations_path=str(path), save=str(tmp_path / save),
+                            init_channels=2, layers=2, add_layers="0,1", dropout_rate="0.2,0.4", num_to_drop="1,1",
+                            batch_size=8, epochs=1, eps_no_arch=0, steps_per_epoch=2, eval_limit=16, device="cpu")
+
+    straight = run_pdarts(cfg("a"))
+    assert run_pdarts(cfg("b"), max_epochs=1) is None        # killed after stage 1, its switches saved
+    assert run_pdarts(cfg("b")) == straight
+    log = (tmp_path / "a" / "log.txt").read_text()
+    assert "stage 2/2: 3 cells, C=2, 2 ops per edge" in log    # stage 2: 2 + 1 cells, one op dropped per edge
