@@ -48,10 +48,9 @@ def check_edge_ops(edge_ops: Sequence[Sequence[int]]) -> list[list[int]]:
         raise UserError(f"edges keep unequal numbers of ops ({', '.join(map(str, counts))}); DARTS' alphas have "
                         f"shape [14, ops per edge], so every edge needs the same count: shrink with the per-edge "
                         f"rule (drop 1 op per edge per round) until all edges keep the same number")
-    for node, offset in enumerate(NODE_OFFSETS[:1]):  # node 0 must use both of its 2 edges
-        for e in range(offset, offset + 2):
-            if ops[e] == [NONE]:
-                raise UserError(f"edge {e} (input of the first node) holds only 'none'; no cell can be derived")
+    for e in (0, 1):  # the first node uses both of its edges
+        if ops[e] == [NONE]:
+            raise UserError(f"edge {e} (input of the first node) holds only 'none'; no cell can be derived")
     return ops
 
 

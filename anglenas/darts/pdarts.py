@@ -13,7 +13,6 @@ dropout 0.7, dropping down to 1 op per edge. Without: upstream's 3 stages (5, 11
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
-
-from typing import Iterator
 
 from anglenas.data import DataConfig, build_data, eval_subset
 from anglenas.data.sources import split_indices, to_tensor_nchw
 from anglenas.data.streams import Batch, TensorStream, tensor_eval_batches
 from anglenas.darts.architect import LOW_PRECISION, Architect
+from anglenas.darts.model_search import SearchNetwork, check_edge_ops, full_edge_ops
 from anglenas.errors import UserError
 from anglenas.log import Progress
 from anglenas.operations import load_operations
-from anglenas.darts.model_search import SearchNetwork, check_edge_ops, full_edge_ops
 from anglenas.train.supernet import autocast_context
 
 DATASETS = ("auto", "embedded", "cifar10", "cifar10-jpg")
