@@ -1,7 +1,6 @@
 """DARTS: genotype derivation, the restricted MixedOp, the second-order gradient, the search end to end with resume,
 and the CIFAR evaluation network and training."""
 import json
-import math
 import pickle
 
 import numpy as np
