@@ -16,7 +16,7 @@ from anglenas.darts.model_search import SearchNetwork, derive_cell
 from anglenas.darts.ops import PRIMITIVES, DilConv, FactorizedReduce, Identity, SepConv, Zero
 from anglenas.darts.search import DartsConfig, run_darts
 from anglenas.darts.searchdata import read_edge_ops
-from anglenas.darts.train_cifar import CifarTrainConfig, cutout, run_train
+from anglenas.darts.train_cifar import CifarTrainConfig, cutout, evaluate_checkpoint, run_train
 from anglenas.errors import UserError
 
 @pytest.fixture(autouse=True, scope="module")
@@ -248,3 +248,7 @@ def test_train_demo_writes_summary(tmp_path):
     saved = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert saved["top1"] == summary["top1"] and 0.0 <= saved["top1"] <= 100.0 and saved["eval_images"] == 32
     assert parse_genotype(Genotype(**saved["genotype"])) == parse_genotype("DARTS_ABS")
+    # eval mode rebuilds the network from the checkpoint alone and scores what training last scored
+    again = evaluate_checkpoint(CifarTrainConfig(dataset="embedded", eval=True, eval_limit=32, device="cpu",
+                                                 eval_resume=str(tmp_path / "t" / "checkpoint.pt")))
+    assert again["top1"] == pytest.approx(saved["top1"])

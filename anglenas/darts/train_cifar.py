@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
+from anglenas.checkpoint import atomic_write_text, load_checkpoint, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
 from anglenas.darts.architect import LOW_PRECISION
-from anglenas.darts.genotypes import GENOTYPES, parse_genotype
+from anglenas.darts.genotypes import GENOTYPES, Genotype, parse_genotype
 from anglenas.darts.model_eval import NetworkCIFAR
 from anglenas.darts.searchdata import DATASETS, cosine_lr, resolve_dataset
 from anglenas.errors import UserError
@@ -29,7 +29,7 @@ from anglenas.train.dist import init_distributed
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT, SUMMARY = "checkpoint.pt", "summary.json"
-RESUMABLE = {"save", "device", "demo", "data", "eval_limit"}
+RESUMABLE = {"save", "device", "demo", "data", "eval_limit", "eval", "eval_resume"}
 
 
 @dataclass
@@ -59,6 +59,8 @@ class CifarTrainConfig:
     eval_limit: int | None = field(None, "evaluate on a fixed subset of this many test images (default: all)")
     device: str = field("auto", "cuda, cpu or auto")
     amp: bool = field(False, "bf16 autocast on CUDA")
+    eval: bool = field(False, "only evaluate --eval_resume on the test set and print its top-1")
+    eval_resume: str = field("", "checkpoint.pt of a run of this script (the network is rebuilt from it)")
     demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
 
 
@@ -78,6 +80,27 @@ def cutout(x: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
     half = length // 2
     inside = (rows >= cy - half) & (rows < cy + half) & (cols >= cx - half) & (cols < cx + half)
     return x * (~inside)[:, None].to(x.dtype)
+
+
+def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
+    """Rebuild the network of a checkpoint of :func:`run_train` and evaluate it on the test set."""
+    if not cfg.eval_resume:
+        raise UserError("--eval needs --eval_resume PATH (the checkpoint.pt of a train.py run)")
+    _, device = init_distributed(cfg.device)
+    ckpt = load_checkpoint(cfg.eval_resume, device)
+    if not isinstance(ckpt, dict) or not {"config", "genotype", "model"} <= set(ckpt):
+        raise UserError(f"{cfg.eval_resume} is not a checkpoint of darts-master/train.py")
+    saved = ckpt["config"]
+    data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
+                      device, held_out=False)
+    model = NetworkCIFAR(saved["init_channels"], data.num_classes, saved["layers"], saved["auxiliary"],
+                         parse_genotype(Genotype(**ckpt["genotype"]))).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    result = evaluate(model, data.val_batches(200, limit=cfg.eval_limit), device, cfg.amp and device.type == "cuda")
+    print(f"{cfg.eval_resume} (epoch {ckpt['epoch']}): top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}% "
+          f"on {result['n']} test images")
+    return result
 
 
 def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | None:
@@ -149,7 +172,8 @@ def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | No
             logger.scalar(f"train/{tag}", record[tag], epoch + 1)
         logger.info(f"epoch {epoch + 1}/{cfg.epochs}: lr {lr:.5f} train loss {record['train_loss']:.4f} top-1 "
                     f"{record['train_top1']:.2f}% | test top-1 {val['top1']:.2f}% (best {best['top1']:.2f}%)")
-        save_checkpoint({"config": run_settings(cfg, RESUMABLE), "epoch": epoch + 1, "model": model.state_dict(),
+        save_checkpoint({"config": run_settings(cfg, RESUMABLE), "genotype": genotype._asdict(),
+                         "epoch": epoch + 1, "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(), "history": history, "best": best}, save / CHECKPOINT)
     if end < cfg.epochs:
         return None
