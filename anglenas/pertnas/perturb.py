@@ -42,8 +42,8 @@ def autocast(device: torch.device, amp: bool):
 
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
-                settings: StepSettings, on_step: Callable[[float], None] | None = None) -> None:
-    """SGD steps in train mode (no gradient clipping, as the original)."""
+                settings: StepSettings, on_step: Callable[[torch.Tensor], None] | None = None) -> None:
+    """SGD steps in train mode (no gradient clipping, as the original); ``on_step`` gets each (detached) loss."""
     device = next(model.parameters()).device
     use_amp = settings.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -56,20 +56,21 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
         scaler.step(optimizer)
         scaler.update()
         if on_step is not None:
-            on_step(float(loss))
+            on_step(loss.detach())
 
 
 def train_phase(model: nn.Module, source: BatchSource, key: Sequence[int], lr: float, epochs: int,
                 steps_per_epoch: int, settings: StepSettings,
                 evaluate: Callable[[nn.Module], float] | None = None,
-                on_epoch: Callable[[int, float], None] | None = None) -> torch.optim.Optimizer:
+                on_epoch: Callable[[int, float], None] | None = None,
+                on_step: Callable[[torch.Tensor], None] | None = None) -> torch.optim.Optimizer:
     """A fresh SGD optimizer with a per-epoch cosine schedule from ``lr`` to ``lr_min`` over ``epochs``; returns
     it after training (its LR is then ``lr_min``, its momentum that of the last step)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=settings.lr_min)
     for epoch in range(epochs):
-        train_steps(model, optimizer, source((*key, epoch), steps_per_epoch), settings)
+        train_steps(model, optimizer, source((*key, epoch), steps_per_epoch), settings, on_step)
         schedule.step()
         if evaluate is not None and on_epoch is not None:
             on_epoch(epoch, evaluate(model))

@@ -47,7 +47,7 @@ from anglenas.train.dist import DistEnv, barrier, broadcast_object, init_distrib
 
 POPULATION, FINE, TOPOLOGY = 1, 2, 3  # phase ids in the keys of every random source
 DECISIONS, MEMBERS, GENOTYPE, CELL = "decisions.json", "population", "genotype.json", "cell.png"
-RESUMABLE = {"save", "device", "report_freq", "distributed", "cluster", "threads", "demo"}
+RESUMABLE = {"save", "device", "report_freq", "distributed", "cluster", "threads", "demo", "tensorboard"}
 
 
 @dataclass
@@ -85,9 +85,10 @@ class PertNasConfig:
     original_aliasing: bool = field(False, "reproduce the original's bug: weights NOT restored between candidates")
     device: str = field("auto", "cuda, cpu or auto")
     amp: bool = field(True, "fp16 autocast on CUDA (as the original)")
+    tensorboard: bool = field(True, "TensorBoard scalars and score heatmaps in SAVE/search-NOTE/tb")
     threads: int = field(0, "CPU threads per process (0: torch's default; 1 helps on a loaded machine)")
     demo: bool = field(False, "the whole search on the embedded mini CIFAR-10 on the CPU in a few minutes")
-    report_freq: int = field(50, "log a progress line every this many decisions at most (0: about 20 per run)")
+    report_freq: int = field(50, "log the training loss every this many steps (0: never)")
 
 
 DEMO: dict[str, Any] = dict(train_path="embedded", save="runs/", note="pertnas-demo", npop=2, batch_size=32,
@@ -170,7 +171,7 @@ class PertNasSearch:
                                    half=self.half, channels_last=True)
         self.steps_per_epoch = min(self.loader.steps_per_epoch, cfg.steps_per_epoch or self.loader.steps_per_epoch)
         self.settings = StepSettings(cfg.momentum, cfg.weight_decay, cfg.learning_rate_min, cfg.amp)
-        self.logger = RunLogger(folder, enabled=env.is_main)
+        self.logger = RunLogger(folder, enabled=env.is_main, tensorboard=cfg.tensorboard)
         self.progress = None
 
     # -- building blocks ---------------------------------------------------------------------------------------
@@ -190,11 +191,20 @@ class PertNasSearch:
     def train(self, net: PertNasNetwork, key: tuple[int, ...], lr: float, tag: str | None = None):
         """Train from scratch; with ``tag``, validation accuracy after each epoch goes to the log."""
 
+        steps = [0]
+
         def report(epoch: int, acc: float) -> None:
             self.logger.info(f"{tag}: epoch {epoch + 1}/{self.cfg.epochs} val acc {acc:.2f}%")
 
+        def step_loss(loss: torch.Tensor) -> None:
+            steps[0] += 1
+            if steps[0] % self.cfg.report_freq == 0:
+                self.logger.info(f"  training {key}: step {steps[0]}/{self.cfg.epochs * self.steps_per_epoch} "
+                                 f"loss {float(loss):.3f}")
+
         return train_phase(net, self.source, key, lr, self.cfg.epochs, self.steps_per_epoch, self.settings,
-                           self.evaluate if tag else None, report if tag else None)
+                           self.evaluate if tag else None, report if tag else None,
+                           step_loss if self.cfg.report_freq and self.env.is_main else None)
 
     def perturb(self, net: PertNasNetwork, optimizer, candidates: list[Candidate], key: tuple[int, ...],
                 steps: int) -> list[float]:
@@ -206,7 +216,7 @@ class PertNasSearch:
 
     def figure(self, tag: str, make, step: int, save: Path | None = None) -> None:
         """Log the figure ``make()`` to TensorBoard (rank 0 only), optionally save it as an image, close it."""
-        if self.env.is_main:
+        if self.env.is_main and (self.cfg.tensorboard or save is not None):
             import matplotlib.pyplot as plt
 
             fig = make()
@@ -258,8 +268,10 @@ class PertNasSearch:
             for e, row in doc["rows"].items():
                 own[int(e), row["ops"]] = row["scores"]
             self.figure("scores/member", lambda: score_heatmap(own, f"member {member}: perturb-val scores"), member)
-        if self.env.enabled:
-            torch.distributed.all_reduce(totals)  # each rank filled only its members: an exact sum
+        if self.env.enabled:  # each rank filled only its members' slices: an exact sum (NCCL needs a GPU tensor)
+            reduced = totals.to(self.device)
+            torch.distributed.all_reduce(reduced)
+            totals = reduced.cpu()
         return (totals.sum(0) / cfg.npop).numpy()
 
     # -- phases B-D (rank 0) ---------------------------------------------------------------------------------
@@ -333,7 +345,7 @@ class PertNasSearch:
         if population_done:
             done = max(done, len(mine) * NUM_EDGES)
         self.progress = self.logger.progress("pertnas decisions", total, start=min(done, total),
-                                             every=cfg.report_freq or None)
+                                             every=1)
         t0 = time.perf_counter()
         if not population_done:
             mean = self.population()
@@ -341,6 +353,8 @@ class PertNasSearch:
                 self.decisions["population"] = {"mean_scores": mean.tolist()}
                 self.save_decisions()
         barrier(env)
+        if env.enabled:  # only rank 0 goes on, for hours: no collective may wait on it
+            torch.distributed.destroy_process_group()
         if not env.is_main:
             return None
         mean = np.asarray(self.decisions["population"]["mean_scores"])
