@@ -69,24 +69,25 @@ def draw_augment(n: int, size: int, pipeline: Pipeline, gen: torch.Generator) ->
 
 
 def apply_augment(x: torch.Tensor, draw: AugmentDraw, pipeline: Pipeline) -> torch.Tensor:
-    """Flip, translate (zero border) and cut out a uint8 NCHW batch on its own device, per image."""
+    """Flip, translate (zero border) and cut out a uint8 NCHW batch on its own device, per image.
+
+    Flip and translate are one gather from the zero-padded batch: output column q of a flipped image reads padded
+    column ``w - 1 + 2 pad - dx - q`` (the mirror of ``dx + q``).
+    """
     n, c, h, w = x.shape
-    dev = x.device
-    flips = draw.flips.to(dev)
-    x = torch.where(flips[:, None, None, None], x.flip(3), x)
-    pad = pipeline.pad
-    if pad:
-        offsets = draw.offsets.to(dev)
-        padded = F.pad(x, (pad, pad, pad, pad))
-        rows = (offsets[0][:, None] + torch.arange(h, device=dev))[:, None, :, None]
-        cols = (offsets[1][:, None] + torch.arange(w, device=dev))[:, None, None, :]
-        x = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                   rows, cols]
+    dev, pad = x.device, pipeline.pad
+    offsets, flips = draw.offsets.to(dev), draw.flips.to(dev)
+    q = torch.arange(w, device=dev)
+    cols = torch.where(flips[:, None], (w - 1 + 2 * pad - offsets[1])[:, None] - q, offsets[1][:, None] + q)
+    rows = offsets[0][:, None] + torch.arange(h, device=dev)
+    padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
+    x = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+               rows[:, None, :, None], cols[:, None, None, :]]
     if pipeline.cutout:
         corners = draw.corners.to(dev)
         r = torch.arange(h, device=dev)[None, :] - corners[0][:, None]
-        q = torch.arange(w, device=dev)[None, :] - corners[1][:, None]
-        inside = ((r >= 0) & (r < pipeline.cutout))[:, :, None] & ((q >= 0) & (q < pipeline.cutout))[:, None, :]
+        s = q[None, :] - corners[1][:, None]
+        inside = ((r >= 0) & (r < pipeline.cutout))[:, :, None] & ((s >= 0) & (s < pipeline.cutout))[:, None, :]
         fill = torch.tensor(pipeline.cutout_fill, dtype=x.dtype, device=dev).view(1, c, 1, 1)
         x = torch.where(inside[:, None], fill, x)
     return x
