@@ -36,7 +36,7 @@ from anglenas.train.dist import init_distributed
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT = "checkpoint.pt"
-RESUMABLE = {"save", "device", "demo", "tmp_data_dir", "eval_limit"}
+RESUMABLE = {"save", "device", "threads", "demo", "tmp_data_dir", "eval_limit"}
 Switches = list[list[bool]]
 
 
@@ -76,11 +76,12 @@ class PdartsConfig:
     steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)")
     eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)")
     device: str = field("auto", "cuda, cpu or auto")
+    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
     amp: bool = field(False, "bf16 autocast on CUDA (less memory; off reproduces upstream)")
     demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
 
 
-DEMO = dict(dataset="embedded", init_channels=4, layers=2, batch_size=8, epochs=2, eps_no_arch=1,
+DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=2, batch_size=8, epochs=2, eps_no_arch=1,
             steps_per_epoch=2, eval_limit=32, save="runs/pdarts-search-demo")
 """``--demo``: one stage (with an operations file) of 3 cells at C=4, 2 epochs of 2 steps (the first weights
 only), batch 8, on the embedded mini CIFAR-10. Without an operations file its 3 stages get 3 cells each."""
@@ -251,6 +252,8 @@ def final_genotypes(probs_normal: np.ndarray, probs_reduce: np.ndarray, before_n
 def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | None:
     """Search; returns the genotype (None when stopped after ``max_epochs`` epochs in all, to simulate a kill)."""
     _, device = init_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     save = Path(cfg.save)
     logger = RunLogger(save)
     amp = cfg.amp and device.type == "cuda"

@@ -28,7 +28,7 @@ from anglenas.train.dist import init_distributed
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT, GENOTYPE, SUMMARY = "checkpoint.pt", "genotype.json", "summary.json"
-RESUMABLE = {"save", "device", "demo", "data", "eval_limit"}
+RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit"}
 
 
 @dataclass
@@ -58,11 +58,12 @@ class DartsConfig:
     steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)")
     eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)")
     device: str = field("auto", "cuda, cpu or auto")
+    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
     amp: bool = field(False, "bf16 autocast on CUDA (less memory; off reproduces upstream)")
     demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
 
 
-DEMO = dict(dataset="embedded", init_channels=4, layers=3, batch_size=8, epochs=2, steps_per_epoch=2,
+DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=3, batch_size=8, epochs=2, steps_per_epoch=2,
             eval_limit=32, save="runs/darts-search-demo")
 """``--demo``: 2 epochs of 2 steps, C=4, 3 cells, batch 8, on the embedded mini CIFAR-10."""
 
@@ -100,6 +101,8 @@ def write_results(save: Path, genotype: Genotype, history: list[dict], edge_ops:
 def run_darts(cfg: DartsConfig, max_epochs: int | None = None) -> Genotype | None:
     """Search; returns the genotype (None when stopped by ``max_epochs``, to simulate an interruption)."""
     _, device = init_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     save = Path(cfg.save)
     logger = RunLogger(save)
     amp = cfg.amp and device.type == "cuda"

@@ -29,7 +29,7 @@ from anglenas.train.dist import init_distributed
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT, SUMMARY = "checkpoint.pt", "summary.json"
-RESUMABLE = {"save", "device", "demo", "data", "eval_limit", "eval", "eval_resume"}
+RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit", "eval", "eval_resume"}
 
 
 @dataclass
@@ -58,13 +58,14 @@ class CifarTrainConfig:
     steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass)")
     eval_limit: int | None = field(None, "evaluate on a fixed subset of this many test images (default: all)")
     device: str = field("auto", "cuda, cpu or auto")
+    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
     amp: bool = field(False, "bf16 autocast on CUDA")
     eval: bool = field(False, "only evaluate --eval_resume on the test set and print its top-1")
     eval_resume: str = field("", "checkpoint.pt of a run of this script (the network is rebuilt from it)")
     demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
 
 
-DEMO = dict(dataset="embedded", init_channels=4, layers=3, batch_size=16, epochs=2, steps_per_epoch=3,
+DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=3, batch_size=16, epochs=2, steps_per_epoch=3,
             eval_limit=64, save="runs/darts-train-demo")
 """``--demo``: 2 epochs of 3 steps, C=4, 3 cells, batch 16, on the embedded mini CIFAR-10."""
 
@@ -87,6 +88,8 @@ def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
     if not cfg.eval_resume:
         raise UserError("--eval needs --eval_resume PATH (the checkpoint.pt of a train.py run)")
     _, device = init_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     ckpt = load_checkpoint(cfg.eval_resume, device)
     if not isinstance(ckpt, dict) or not {"config", "genotype", "model"} <= set(ckpt):
         raise UserError(f"{cfg.eval_resume} is not a checkpoint of darts-master/train.py")
@@ -106,6 +109,8 @@ def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
 def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | None:
     """Train; returns the summary (None when stopped by ``max_epochs``, to simulate an interruption)."""
     _, device = init_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     genotype = parse_genotype(cfg.arch)
     save = Path(cfg.save)
     logger = RunLogger(save)
