@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from anglenas.darts.ops import PRIMITIVES
+from anglenas.data.device_cifar import load_device_cifar
 from anglenas.pertnas import search as search_mod
 from anglenas.pertnas.model import CANDIDATES, PertNasNetwork, expand_edge
 from anglenas.pertnas.perturb import Candidate, StepSettings, accuracy, perturb_val, train_steps
@@ -194,8 +195,9 @@ def test_stub_search_visits_fine_edges_in_the_original_order(tiny, monkeypatch):
     root, cfg, _, _ = tiny
     cfg = replace(cfg, save=str(root / "order"))
     search_mod.run_folder(cfg).mkdir(parents=True)
-    search = PertNasSearch(cfg, DistEnv(), torch.device("cpu"),
-                           search_mod.open_decisions(cfg, search_mod.run_folder(cfg)), search_mod.run_folder(cfg))
+    folder = search_mod.run_folder(cfg)
+    search = PertNasSearch(cfg, DistEnv(), torch.device("cpu"), load_device_cifar(cfg.train_path, "cpu", 4),
+                           search_mod.allowed_ops(""), search_mod.open_decisions(cfg, folder), folder)
     visited = []
 
     def fake_perturb(net, optimizer, candidates, key, steps):

@@ -33,7 +33,7 @@ from anglenas.config import field, to_yaml
 from anglenas.darts.genotypes import Genotype, save_genotype
 from anglenas.darts.model_search import NUM_EDGES
 from anglenas.darts.ops import PRIMITIVES
-from anglenas.data.device_cifar import PIPELINES, DeviceLoader, eval_batches, load_device_cifar
+from anglenas.data.device_cifar import PIPELINES, DeviceCifar, DeviceLoader, eval_batches, load_device_cifar
 from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
@@ -158,11 +158,10 @@ def open_decisions(cfg: PertNasConfig, folder: Path) -> dict:
 class PertNasSearch:
     """One rank's share of a PertNAS search (see the module docstring)."""
 
-    def __init__(self, cfg: PertNasConfig, env: DistEnv, device: torch.device, decisions: dict,
-                 folder: Path) -> None:
+    def __init__(self, cfg: PertNasConfig, env: DistEnv, device: torch.device, data: DeviceCifar,
+                 allowed: list[list[int]], decisions: dict, folder: Path) -> None:
         self.cfg, self.env, self.device, self.decisions, self.folder = cfg, env, device, decisions, folder
-        self.allowed = allowed_ops(cfg.operations_path)
-        data = load_device_cifar(cfg.train_path, device, 0 if cfg.val_on_test else cfg.val_size, cfg.split_seed)
+        self.allowed = allowed
         self.num_classes = data.num_classes
         self.val_x, self.val_y = (data.test_x, data.test_y) if cfg.val_on_test else (data.val_x, data.val_y)
         self.pipeline = PIPELINES[cfg.pipeline]
@@ -397,6 +396,8 @@ def run_pertnas(cfg: PertNasConfig) -> Genotype | None:
     if env.world > cfg.npop:
         raise UserError(f"{env.world} processes for a population of {cfg.npop}: run torchrun with "
                         f"--nproc_per_node at most --npop")
+    allowed = allowed_ops(cfg.operations_path)  # bad input fails here, before the run folder exists
+    data = load_device_cifar(cfg.train_path, device, 0 if cfg.val_on_test else cfg.val_size, cfg.split_seed)
     folder = run_folder(cfg)
     decisions, error = None, None
     if env.is_main:
@@ -408,4 +409,4 @@ def run_pertnas(cfg: PertNasConfig) -> Genotype | None:
     error, decisions = broadcast_object((error, decisions), env)
     if error:
         raise UserError(error)
-    return PertNasSearch(cfg, env, device, decisions, folder).run()
+    return PertNasSearch(cfg, env, device, data, allowed, decisions, folder).run()
