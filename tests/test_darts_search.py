@@ -256,3 +256,17 @@ def test_train_demo_writes_summary(tmp_path):
     again = evaluate_checkpoint(CifarTrainConfig(dataset="embedded", eval=True, eval_limit=32, device="cpu",
                                                  eval_resume=str(tmp_path / "t" / "checkpoint.pt")))
     assert again["top1"] == pytest.approx(saved["top1"])
+
+
+def test_training_resumes_like_an_uninterrupted_run(tmp_path):
+    def cfg(save):
+        return CifarTrainConfig(arch="DARTS_V2", dataset="embedded", save=str(tmp_path / save), init_channels=2,
+                                layers=3, batch_size=16, epochs=2, steps_per_epoch=1, eval_limit=16, device="cpu")
+
+    straight = run_train(cfg("a"))
+    assert run_train(cfg("b"), max_epochs=1) is None
+    resumed = run_train(cfg("b"))
+    assert [r["train_loss"] for r in resumed["history"]] == pytest.approx([r["train_loss"] for r in straight["history"]])
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
