@@ -266,7 +266,8 @@ def test_training_resumes_like_an_uninterrupted_run(tmp_path):
     straight = run_train(cfg("a"))
     assert run_train(cfg("b"), max_epochs=1) is None
     resumed = run_train(cfg("b"))
-    assert [r["train_loss"] for r in resumed["history"]] == pytest.approx([r["train_loss"] for r in straight["history"]])
+    losses = [r["train_loss"] for r in straight["history"]]
+    assert [r["train_loss"] for r in resumed["history"]] == pytest.approx(losses)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
