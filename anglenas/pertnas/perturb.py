@@ -42,11 +42,12 @@ def autocast(device: torch.device, amp: bool):
 
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
-                settings: StepSettings, on_step: Callable[[torch.Tensor], None] | None = None) -> None:
-    """SGD steps in train mode (no gradient clipping, as the original); ``on_step`` gets each (detached) loss."""
+                settings: StepSettings, on_step: Callable[[torch.Tensor], None] | None = None,
+                scaler: torch.amp.GradScaler | None = None) -> None:
+    """SGD steps in train mode (no gradient clipping, as the original); ``on_step`` gets each (detached) loss.
+    Without ``scaler`` a fresh one is made (AMP on CUDA)."""
     device = next(model.parameters()).device
-    use_amp = settings.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = scaler or new_scaler(device, settings)
     model.train()
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
@@ -59,6 +60,10 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Ite
             on_step(loss.detach())
 
 
+def new_scaler(device: torch.device, settings: StepSettings) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=settings.amp and device.type == "cuda")
+
+
 def train_phase(model: nn.Module, source: BatchSource, key: Sequence[int], lr: float, epochs: int,
                 steps_per_epoch: int, settings: StepSettings,
                 evaluate: Callable[[nn.Module], float] | None = None,
@@ -69,8 +74,9 @@ def train_phase(model: nn.Module, source: BatchSource, key: Sequence[int], lr: f
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=settings.lr_min)
+    scaler = new_scaler(next(model.parameters()).device, settings)  # one per phase, as the original
     for epoch in range(epochs):
-        train_steps(model, optimizer, source((*key, epoch), steps_per_epoch), settings, on_step)
+        train_steps(model, optimizer, source((*key, epoch), steps_per_epoch), settings, on_step, scaler)
         schedule.step()
         if evaluate is not None and on_epoch is not None:
             on_epoch(epoch, evaluate(model))
