@@ -255,7 +255,6 @@ def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | N
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     save = Path(cfg.save)
-    logger = RunLogger(save)
     amp = cfg.amp and device.type == "cuda"
     if not 0 <= cfg.eps_no_arch <= cfg.epochs:
         raise UserError(f"--eps_no_arch must lie in 0..--epochs ({cfg.epochs}), got {cfg.eps_no_arch}")
@@ -263,6 +262,7 @@ def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | N
     schedule = build_schedule(cfg, len(edge_ops[0]), bool(cfg.operations_path))
     torch.manual_seed(cfg.seed)
     data = SearchData(cfg.dataset, cfg.tmp_data_dir, cfg.train_portion, cfg.batch_size, cfg.seed, device)
+    logger = RunLogger(save)  # after the inputs are checked: bad input leaves no run folder behind
     spe = min(data.steps_per_epoch, cfg.steps_per_epoch or data.steps_per_epoch)
     state = {"stage": 0, "epoch": 0, "normal": switches_from_ops(edge_ops), "reduce": switches_from_ops(edge_ops),
              "history": [], "model": None}

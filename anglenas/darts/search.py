@@ -104,11 +104,11 @@ def run_darts(cfg: DartsConfig, max_epochs: int | None = None) -> Genotype | Non
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     save = Path(cfg.save)
-    logger = RunLogger(save)
     amp = cfg.amp and device.type == "cuda"
     edge_ops = read_edge_ops(cfg.operations_path)
     torch.manual_seed(cfg.seed)
     data = SearchData(cfg.dataset, cfg.data, cfg.train_portion, cfg.batch_size, cfg.seed, device)
+    logger = RunLogger(save)  # after the inputs are checked: bad input leaves no run folder behind
     model = SearchNetwork(cfg.init_channels, data.num_classes, cfg.layers, edge_ops).to(device)
     optimizer = torch.optim.SGD(model.weights(), cfg.learning_rate, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)

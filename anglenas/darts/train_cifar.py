@@ -113,10 +113,10 @@ def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | No
         torch.set_num_threads(cfg.threads)
     genotype = parse_genotype(cfg.arch)
     save = Path(cfg.save)
-    logger = RunLogger(save)
     amp = cfg.amp and device.type == "cuda"
     data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
                       device, held_out=False)
+    logger = RunLogger(save)  # after the inputs are checked: bad input leaves no run folder behind
     stream = data.train_stream(cfg.batch_size, cfg.seed)
     spe = min(stream.steps_per_epoch, cfg.steps_per_epoch or stream.steps_per_epoch)
     torch.manual_seed(cfg.seed)
