@@ -1,10 +1,16 @@
 """The device-resident CIFAR loader: augmentations against a per-pixel hand computation, seeding, passes."""
+import importlib.util
+import shutil
+
 import numpy as np
+import pytest
 import torch
 
 from anglenas.data.device_cifar import (PIPELINES, AugmentDraw, DeviceLoader, Pipeline, apply_augment,
-                                        draw_augment, eval_batches, load_device_cifar)
+                                        draw_augment, eval_batches, load_device_cifar, read_source)
+from anglenas.data.sources import EMBEDDED_TARBALL
 from anglenas.data.streams import Normalize
+from anglenas.errors import UserError
 
 
 def hand_augment(img: np.ndarray, dy: int, dx: int, flip: bool, top: int, left: int, pad: int, cut: int,
@@ -80,3 +86,18 @@ def test_embedded_split_and_eval_batches():
     assert [len(y) for _, y in batches] == [128, 128, 128, 116]
     want = (data.test_x[0, 1].float() - 122.961) / 50.847
     torch.testing.assert_close(batches[0][0][0, 1], want)
+
+
+def test_sources_resolve_and_bad_ones_are_user_errors(tmp_path):
+    shutil.copy(EMBEDDED_TARBALL, tmp_path / "cifar10-jpg.tar.gz")
+    from_folder = read_source(str(tmp_path))
+    from_file = read_source(str(tmp_path / "cifar10-jpg.tar.gz"))
+    assert len(from_folder["train"]) == len(from_file["train"]) == 2000 and len(from_folder["test"]) == 500
+    with pytest.raises(UserError, match="does not exist"):
+        read_source(str(tmp_path / "missing"))
+    beton = tmp_path / "beton"
+    beton.mkdir()
+    (beton / "cifar_train.beton").write_bytes(b"")
+    if importlib.util.find_spec("ffcv") is None:
+        with pytest.raises(UserError, match="ffcv is not installed"):
+            read_source(str(beton))

@@ -170,7 +170,9 @@ class PertNasSearch:
                                    half=self.half, channels_last=True)
         self.steps_per_epoch = min(self.loader.steps_per_epoch, cfg.steps_per_epoch or self.loader.steps_per_epoch)
         self.settings = StepSettings(cfg.momentum, cfg.weight_decay, cfg.learning_rate_min, cfg.amp)
-        self.logger = RunLogger(folder, enabled=env.is_main, tensorboard=cfg.tensorboard)
+        # rank 0 logs to SAVE/search-NOTE/log.txt and TensorBoard; rank r > 0 its members to .../rank<r>/log.txt
+        self.logger = RunLogger(folder if env.is_main else folder / f"rank{env.rank}",
+                                tensorboard=cfg.tensorboard and env.is_main)
         self.progress = None
 
     # -- building blocks ---------------------------------------------------------------------------------------
