@@ -46,6 +46,7 @@ from anglenas.search.registry import register_searcher
 from anglenas.train.dist import DistEnv, barrier, broadcast_object, init_distributed
 
 POPULATION, FINE, TOPOLOGY = 1, 2, 3  # phase ids in the keys of every random source
+TRAIN_DATA, FINETUNE_DATA = 0, 1  # data passes of training phases and of perturb-val never share a key
 DECISIONS, MEMBERS, GENOTYPE, CELL = "decisions.json", "population", "genotype.json", "cell.png"
 RESUMABLE = {"save", "device", "report_freq", "distributed", "cluster", "threads", "demo", "tensorboard"}
 
@@ -203,14 +204,14 @@ class PertNasSearch:
                 self.logger.info(f"  training {key}: step {steps[0]}/{self.cfg.epochs * self.steps_per_epoch} "
                                  f"loss {float(loss):.3f}")
 
-        return train_phase(net, self.source, key, lr, self.cfg.epochs, self.steps_per_epoch, self.settings,
-                           self.evaluate if tag else None, report if tag else None,
+        return train_phase(net, self.source, (TRAIN_DATA, *key), lr, self.cfg.epochs, self.steps_per_epoch,
+                           self.settings, self.evaluate if tag else None, report if tag else None,
                            step_loss if self.cfg.report_freq and self.env.is_main else None)
 
     def perturb(self, net: PertNasNetwork, optimizer, candidates: list[Candidate], key: tuple[int, ...],
                 steps: int) -> list[float]:
-        return perturb_val(net, optimizer, candidates, self.source, key, steps, self.settings, self.evaluate,
-                           restore_model=not self.cfg.original_aliasing)
+        return perturb_val(net, optimizer, candidates, self.source, (FINETUNE_DATA, *key), steps, self.settings,
+                           self.evaluate, restore_model=not self.cfg.original_aliasing)
 
     def save_decisions(self) -> None:
         write_json(self.folder / DECISIONS, self.decisions)
