@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RandomStream, device_name, report_variants, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
 
 from anglenas.spaces import get_space  # noqa: E402
+from anglenas.train.fast import fused_sgd  # noqa: E402
 from anglenas.train.samplers import UniformPathSampler  # noqa: E402
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
 
@@ -61,22 +62,6 @@ def original_step(model, optimizer, criterion, x, y, path) -> None:
             p.grad = None
     torch.nn.utils.clip_grad_value_(model.parameters(), 5)
     optimizer.step()
-
-
-def fused_sgd(optimizer: torch.optim.SGD) -> torch.optim.SGD:
-    """The same SGD (groups, LR, momentum, weight decay) as one fused kernel per step.
-
-    Fused SGD needs a momentum buffer for every parameter it steps, so every buffer starts at zero: with dampening 0
-    the first step then gives ``buf = 0 * m + g = g``, as plain SGD's first step does. Parameters with grad None are
-    still skipped (no momentum, no weight decay), so unsampled ops stay untouched.
-    """
-    d = optimizer.defaults
-    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in optimizer.param_groups]
-    fused = torch.optim.SGD(groups, lr=d["lr"], momentum=d["momentum"], nesterov=d["nesterov"], fused=True)
-    for group in groups:
-        for p in group["params"]:
-            fused.state[p]["momentum_buffer"] = torch.zeros_like(p)
-    return fused
 
 
 def graph_blocks(trainer: SupernetTrainer, x: torch.Tensor, amp: bool) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import io
 import json
 import os
 import platform
@@ -103,23 +102,30 @@ class Check:
     """The run: settings, the report being filled and its files."""
 
     out: Path
+    work: Path
     device: torch.device
     tiny: bool
     data_dir: str | None
     subprocesses: bool
     budget: float
+    smoke_stages: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     caps: Caps = field(default_factory=Caps)
     report: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         self.dev = "cuda" if self.device.type == "cuda" else "cpu"
         self.report.update(
             device=device_name(self.device), torch=torch.__version__, cuda=torch.version.cuda,
             cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             python=platform.python_version(), host_cpus=os.cpu_count(), tiny=self.tiny,
             started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), sections={})
+
+    def selected(self, stage: str) -> bool:
+        """Whether a smoke stage runs: all, or those whose name starts with one of ``--smoke_stages``."""
+        return not self.smoke_stages or stage.startswith(tuple(self.smoke_stages))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -178,7 +184,7 @@ class Check:
 
     def help_flags(self, script: str) -> set[str]:
         """The ``--flags`` that ``script --help`` lists (read at run time)."""
-        log = self.out / "logs" / (Path(script).stem + "-help.txt")
+        log = self.work / "logs" / (Path(script).stem + "-help.txt")
         self.entry(script, ["--help"], log, 120)
         return set(re.findall(r"(--[A-Za-z0-9_-]+)", log.read_text(errors="replace")))
 
@@ -223,14 +229,17 @@ def smoke(check: Check, sec: dict) -> None:
 
     get_searcher("spos")  # loads the built-in searchers
     stages = sec["tables"].setdefault("stages", {})
-    d, smoke_dir = check.dev, check.out / "smoke"
-    stage_cap = 60 if check.tiny else 90
+    d, smoke_dir = check.dev, check.work / "smoke"
+    stage_cap = 90
     tiny_shrink = ["--warmup_epochs", "0"] if check.tiny else []  # a growing supernet's 11 warm-up stages
 
     def run(name: str, script: str, argv: list[str]) -> str:
+        if not check.selected(name):
+            stages[name] = {"status": "skipped: not selected by --smoke_stages"}
+            return "skipped"
         t0 = time.perf_counter()
         stages[name] = {"status": "failed: the section's time cap came during this stage"}
-        status = check.entry(script, [*argv, "--device", d], check.out / "logs" / f"{name}.txt", stage_cap)
+        status = check.entry(script, [*argv, "--device", d], check.work / "logs" / f"{name}.txt", stage_cap)
         stages[name] = {"status": status, "seconds": round(time.perf_counter() - t0, 1)}
         check.write()
         return status
@@ -270,7 +279,7 @@ def smoke(check: Check, sec: dict) -> None:
         "fairnas": ("searching/main.py", [*search, "--method", "fairnas", "--operations_path", str(fair_ops)],
                     "--save"),
         "proxylessnas": ("searching/imagenet_arch_search.py",
-                         ["--demo", "--warmup_epochs", "1", "--n_epochs", "1", "--val_images", "32",
+                         ["--demo", "--operations_path", str(gpu_ops), "--warmup_epochs", "1", "--n_epochs", "1", "--val_images", "32",
                           "--search_val_size", "1936", "--train_batch_size", "32", "--grad_data_batch", "32"], "--path"),
         "darts": ("darts-master/train_search.py", ["--demo", "--epochs", "1", "--steps_per_epoch", "1",
                                                    "--eval_limit", "8"], "--save"),
@@ -281,13 +290,31 @@ def smoke(check: Check, sec: dict) -> None:
         label = f"searcher {name}"
         if name not in registered:
             stages[label] = {"status": "not present (not registered in anglenas.search.registry)"}
-        elif name not in recipes:
-            stages[label] = {"status": "failed: registered, but bench/gpu_check.py has no smoke recipe for it"}
+        elif name not in recipes:  # the searcher's own --demo preset through a generic entry point
+            run(label, str(generic_entry(check.work, name)), ["--demo", "--save", str(smoke_dir / f"searcher-{name}")])
         else:
             script, argv, save_flag = recipes[name]
             run(label, script, [*argv, save_flag, str(smoke_dir / f"searcher-{name}")])
     failed = [k for k, v in stages.items() if v["status"].startswith("failed")]
     sec["figures"]["stages failed"] = ", ".join(failed) or "none"
+
+
+GENERIC_ENTRY = """# written by bench/gpu_check.py: searcher {name!r} with its module's DEMO preset
+import importlib, sys
+from anglenas.config import parse_config
+from anglenas.errors import cli
+from anglenas.search.registry import get_searcher
+searcher = get_searcher({name!r})
+demo = getattr(importlib.import_module(searcher.run.__module__), "DEMO", {{}})
+cli(lambda: searcher.run(parse_config(searcher.config, sys.argv[1:], presets={{"demo": demo}})))()
+"""
+
+
+def generic_entry(work: Path, name: str) -> Path:
+    """An entry-point script for a registered searcher without a recipe here: its config, its module's DEMO."""
+    path = work / f"searcher_{name}.py"
+    path.write_text(GENERIC_ENTRY.format(name=name))
+    return path
 
 
 def nb201_tiny() -> list[str]:
@@ -300,6 +327,9 @@ def smoke_rabbitmq(check: Check, stages: dict, search: list[str], ops: Path, smo
                    stage_cap: float) -> None:
     """The search with one ``searching/test_server.py`` (always a subprocess) through the local broker."""
     label = "search (1 RabbitMQ test server)"
+    if not check.selected(label):
+        stages[label] = {"status": "skipped: not selected by --smoke_stages"}
+        return
     if not broker_reachable():
         stages[label] = {"status": "skipped: no RabbitMQ broker answers at 127.0.0.1:5672"}
         return
@@ -307,7 +337,7 @@ def smoke_rabbitmq(check: Check, stages: dict, search: list[str], ops: Path, smo
     queues = {"--request_queue": f"gpucheck_req_{tag}", "--result_queue": f"gpucheck_res_{tag}",
               "--dead_letter_queue": f"gpucheck_dead_{tag}"}
     qflags = [x for kv in queues.items() for x in kv]
-    log = check.out / "logs" / "test-server.txt"
+    log = check.work / "logs" / "test-server.txt"
     t0 = time.perf_counter()
     with open(log, "w") as f:
         server = subprocess.Popen([sys.executable, str(ROOT / "searching" / "test_server.py"), "--demo",
@@ -317,7 +347,7 @@ def smoke_rabbitmq(check: Check, stages: dict, search: list[str], ops: Path, smo
         status = check.entry("searching/main.py", [*search, "--operations_path", str(ops), "--backend", "rabbitmq",
                                                    *qflags, "--device", check.dev, "--save",
                                                    str(smoke_dir / "search-mq")],
-                             check.out / "logs" / "search-mq.txt", stage_cap)
+                             check.work / "logs" / "search-mq.txt", stage_cap)
         served = log.read_text(errors="replace").count("evaluating ")
         stages[label] = {"status": status, "seconds": round(time.perf_counter() - t0, 1),
                          "evaluations by the server": served}
@@ -349,7 +379,7 @@ def supernet(check: Check, sec: dict) -> None:
     from bench_supernet import VARIANTS, measure
 
     if check.tiny:
-        size, width, steps, warmup, batches = 32, 0.25, 1, 0, (4, 8)
+        size, width, steps, warmup, batches = 16, 0.1, 1, 0, (2, 4)
         levers = ["bf16-cl-fused", "bf16-cl-hostdata"]
     else:
         size, width, steps, warmup, batches = 224, 1.0, 30, 5, (128, 256)
@@ -448,7 +478,7 @@ def train_data(check: Check, sec: dict) -> None:
     if "img_per_s" in table["plain-fp32"] and "img_per_s" in table["bf16-cl"]:
         sec["figures"]["ours / plain fp32"] = round(table["bf16-cl"]["img_per_s"] / table["plain-fp32"]["img_per_s"], 2)
     data = sec["tables"].setdefault("JPEG loading img/s", {})
-    folder = check.out / "jpegs"
+    folder = check.work / "jpegs"
     if not folder.exists():
         make_folder(folder, 10, images // 10)
     for decode, counts in (("workers", workers), ("device", workers[-1:])):
@@ -466,16 +496,15 @@ def train_data(check: Check, sec: dict) -> None:
 # -- section 5: NB201 tau --------------------------------------------------------------------------------------
 def nb201_tau(check: Check, sec: dict) -> None:
     script = "nas-bench-201/angle_tau.py"
-    save = check.out / "nb201-tau"
+    save = check.work / "nb201-tau"
     if check.tiny:
         argv = nb201_tiny()
     else:
         data = (["--dataset", "cifar10-jpg", "--data_dir", check.data_dir] if check.data_dir
                 else ["--dataset", "embedded-12k"])
-        epochs = 50
-        argv = [*data, "--epochs", str(epochs), "--lr_horizon_epochs", str(epochs), "--eval_epochs",
-                ",".join(map(str, range(1, epochs + 1))), "--seeds", "1", "--acc_archs", "0", "--batch_size", "256",
-                "--threads", "0"]
+        epochs = 30  # NB201Config's one-GPU schedule; the run is stopped at the cap and keeps the epochs done
+        argv = [*data, "--epochs", str(epochs), "--eval_epochs", ",".join(map(str, range(1, epochs + 1))),
+                "--seeds", "1", "--acc_archs", "0"]
     argv += ["--optimizer_semantics", "original", "--device", check.dev, "--save", str(save)]
     known = check.help_flags(script)
     wanted = [a for a in argv if a.startswith("--")]
@@ -485,7 +514,7 @@ def nb201_tau(check: Check, sec: dict) -> None:
         argv = drop_flags(argv, missing)
     sec["setting"] = f"{script} {' '.join(argv)}"
     t0 = time.perf_counter()
-    status = check.entry(script, argv, check.out / "logs" / "nb201-tau.txt", check.caps.remaining() - 35,
+    status = check.entry(script, argv, check.work / "logs" / "nb201-tau.txt", check.caps.remaining() - 35,
                          term_grace=20)
     sec["figures"]["run"] = status if status == "ok" else status + " (the epochs done before it are below)"
     sec["figures"]["seconds"] = round(time.perf_counter() - t0, 1)
@@ -536,12 +565,16 @@ SECTIONS: list[tuple[str, str, float, float, Callable[[Check, dict], None]]] = [
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder of gpu_check.json / gpu_check.md")
+    parser.add_argument("--work", help="folder of the stages' runs and logs (default OUT/work)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size (the CPU test)")
     parser.add_argument("--data_dir", help="cifar10-jpg.tar.gz for the NB201 section")
     parser.add_argument("--budget", type=float, default=None,
                         help="wall seconds in all, shared by the sections (default 470; with --tiny 95)")
     parser.add_argument("--sections", default=",".join(s[0] for s in SECTIONS), help="comma-separated subset")
+    parser.add_argument("--smoke_stages", default="",
+                        help="comma-separated starts of the smoke stages to run (default: every stage), e.g. "
+                             "'train,eval,nb201,searcher' to rerun those")
     parser.add_argument("--subprocesses", choices=("auto", "yes", "no"), default="auto",
                         help="entry points as subprocesses (auto: on CUDA) or in-process")
     args = parser.parse_args(argv)
@@ -551,8 +584,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--data_dir {args.data_dir} is not a file; give the cifar10-jpg.tar.gz tarball")
     device = torch.device(args.device)
     budget = args.budget or (95.0 if args.tiny else 470.0)
-    check = Check(Path(args.out), device, args.tiny, args.data_dir,
-                  args.subprocesses == "yes" or (args.subprocesses == "auto" and device.type == "cuda"), budget)
+    check = Check(Path(args.out), Path(args.work or Path(args.out) / "work"), device, args.tiny, args.data_dir,
+                  args.subprocesses == "yes" or (args.subprocesses == "auto" and device.type == "cuda"), budget,
+                  [p for p in args.smoke_stages.split(",") if p])
     chosen = [s for s in SECTIONS if s[0] in args.sections.split(",")]
     shares = [s[3] if args.tiny else s[2] for s in chosen]
     check.report["budget_s"] = budget
