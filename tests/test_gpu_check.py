@@ -131,3 +131,19 @@ def test_fused_sgd_lever_learns_what_plain_sgd_learns_and_leaves_unsampled_weigh
     for p, q in zip([*twins[0][0].parameters(), *twins[0][1].parameters()],
                     [*twins[1][0].parameters(), *twins[1][1].parameters()]):
         assert torch.allclose(p, q, atol=1e-6)
+
+
+@pytest.mark.parametrize("subprocesses", [True, False])
+def test_entry_points_report_ok_exit_codes_and_time_caps(tmp_path, subprocesses):
+    check = gpu_check.Check(tmp_path / "out", tmp_path / "work", torch.device("cpu"), tiny=True, data_dir=None,
+                            subprocesses=subprocesses, budget=60)
+    script = tmp_path / "entry.py"
+    script.write_text("import sys, time\nprint('args', sys.argv[1:])\nif sys.argv[1] == 'sleep':\n"
+                      "    time.sleep(30)\nsys.exit(int(sys.argv[1]) if sys.argv[1] != 'sleep' else 0)\n")
+    log = tmp_path / "log.txt"
+    assert check.entry(str(script), ["0"], log, 20) == "ok"
+    assert "args ['0']" in log.read_text()
+    assert check.entry(str(script), ["3"], log, 20) == "failed: exit 3: args ['3']"
+    t0 = time.monotonic()
+    assert check.entry(str(script), ["sleep"], log, 1.5) == "failed: stopped at its time cap of 2 s"
+    assert time.monotonic() - t0 < 10
