@@ -556,7 +556,9 @@ def epoch_taus(save: Path) -> dict:
         for record in ckpt.get("records", []) if isinstance(ckpt, dict) else []:
             row = {m: round(v.get("cifar10", float("nan")), 4) for m, v in record["tau"].items()}
             row["angle s"] = round(record.get("angle_seconds", 0.0), 3)
-            taus[f"{Path(path).parent.name} epoch {record['epoch']}"] = row
+            # the first record of an epoch is its end; a checkpoint taken later inside the next epoch (a stop, the
+            # checkpoint clock) may append another under the same epoch number
+            taus.setdefault(f"{Path(path).parent.name} epoch {record['epoch']}", row)
     return taus
 
 

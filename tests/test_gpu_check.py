@@ -86,7 +86,8 @@ def test_flags_missing_from_help_are_dropped_with_their_values():
 def test_epoch_taus_come_from_the_runs_checkpoints(tmp_path):
     record = {"epoch": 3, "angle_seconds": 0.25, "tau": {"angle": {"cifar10": 0.5, "cifar100": 0.1},
                                                          "magnitude": {"cifar10": -0.125}}}
-    save_checkpoint({"epoch": 3, "records": [record]}, tmp_path / "seed-0" / "checkpoint.pt")
+    later = {"epoch": 3, "angle_seconds": 9.0, "tau": {"angle": {"cifar10": 0.9}, "magnitude": {"cifar10": 0.9}}}
+    save_checkpoint({"epoch": 3, "records": [record, later]}, tmp_path / "seed-0" / "checkpoint.pt")
     assert gpu_check.epoch_taus(tmp_path) == {"seed-0 epoch 3": {"angle": 0.5, "magnitude": -0.125, "angle s": 0.25}}
 
 
