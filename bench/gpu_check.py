@@ -388,7 +388,7 @@ def supernet(check: Check, sec: dict) -> None:
         size, width, steps, warmup, batches = 16, 0.1, 1, 0, (2, 4)
         levers = ["bf16-cl-fused", "bf16-cl-hostdata"]
     else:
-        size, width, steps, warmup, batches = 224, 1.0, 30, 5, (128, 256)
+        size, width, steps, warmup, batches = 224, 1.0, 25, 3, (128, 256)
         levers = [v for v in VARIANTS if v not in ("original", "bf16-cl")]
     sec["setting"] = (f"GPU space, width {width}, {size}x{size}, random data, a random path per step "
                       f"(UniformPathSampler seed 0); every op run once, then {warmup} warm-up and {steps} timed steps")
@@ -473,7 +473,7 @@ def train_data(check: Check, sec: dict) -> None:
         images, data_batch, data_steps, workers = 20, 4, 2, [0]
     else:
         batch, size, width, steps, warmup = 256, 224, 1.0, 20, 5
-        images, data_batch, data_steps, workers = 1200, 128, 8, [4, 8, 16]
+        images, data_batch, data_steps, workers = 1200, 128, 8, [8, 16]
     sec["setting"] = (f"SPOS_ABS, batch {batch}, {size}x{size}, width {width}, random data, {warmup} warm-up + "
                       f"{steps} timed steps; data: ImageFolder of {images} synthetic 500x375 JPEGs, batch {data_batch}, "
                       f"{data_steps} timed batches")
