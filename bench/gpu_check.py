@@ -122,6 +122,10 @@ class Check:
             cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             python=platform.python_version(), host_cpus=os.cpu_count(), tiny=self.tiny,
             started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), sections={})
+        if self.device.type == "cuda":
+            props = torch.cuda.get_device_properties(self.device)
+            self.report.update(gpu_memory_gib=round(props.total_memory / 2 ** 30, 1),
+                               multiprocessors=props.multi_processor_count)
 
     def selected(self, stage: str) -> bool:
         """Whether a smoke stage runs: all, or those whose name starts with one of ``--smoke_stages``."""
@@ -193,7 +197,10 @@ def markdown(report: dict) -> str:
     """The human-readable report: header, then one block per section (figures as tables)."""
     lines = ["# GPU check", "", f"- device: **{report['device']}**", f"- torch {report['torch']}, CUDA "
              f"{report['cuda']}, cuDNN {report['cudnn']}, Python {report['python']}, {report['host_cpus']} host CPUs",
-             f"- started {report['started']}; wall {report.get('wall_seconds', 0)} s; tiny: {report['tiny']}", ""]
+             f"- started {report['started']}; wall {report.get('wall_seconds', 0)} s; tiny: {report['tiny']}"]
+    if "gpu_memory_gib" in report:
+        lines.append(f"- {report['gpu_memory_gib']} GiB, {report['multiprocessors']} multiprocessors")
+    lines.append("")
     for key, sec in report["sections"].items():
         lines += [f"## {sec['title']}", "", f"status: **{sec['status']}** ({sec.get('seconds', 0)} s, cap "
                   f"{sec['cap_s']} s)", ""]
@@ -228,6 +235,8 @@ def smoke(check: Check, sec: dict) -> None:
     from anglenas.spaces import get_space, space_names
 
     get_searcher("spos")  # loads the built-in searchers
+    sec["setting"] = (f"each entry point with --demo --device {check.dev} and tiny flags (logs in "
+                      f"{check.work / 'logs'}), {'a subprocess' if check.subprocesses else 'in-process'}, 90 s cap each")
     stages = sec["tables"].setdefault("stages", {})
     d, smoke_dir = check.dev, check.work / "smoke"
     stage_cap = 90
@@ -298,6 +307,8 @@ def smoke(check: Check, sec: dict) -> None:
             run(label, script, [*argv, save_flag, str(smoke_dir / f"searcher-{name}")])
     failed = [k for k, v in stages.items() if v["status"].startswith("failed")]
     sec["figures"]["stages failed"] = ", ".join(failed) or "none"
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(stages)} stages failed: {', '.join(failed)}")
 
 
 GENERIC_ENTRY = """# written by bench/gpu_check.py: searcher {name!r} with its module's DEMO preset
