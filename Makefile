@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/demo
 
-.PHONY: install demo demo-nb201 test clean
+.PHONY: install demo demo-darts demo-nb201 test clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,17 @@ demo: install
 		--save $(OUT)/train
 	$(PY) training/train_from_scratch.py --eval --eval-resume $(OUT)/train/checkpoint.pt
 	@echo "demo done: $(OUT)/shrink/angle_scores.png, $(OUT)/search/search_result.json, $(OUT)/train/summary.json"
+
+# the DARTS space: shrink (ABS with the progressive warm-up) -> DARTS -> PDARTS -> CIFAR training of PDARTS' cell -> eval
+demo-darts: install
+	$(PY) shrinking/main.py --space darts --demo --save $(OUT)/darts/shrink
+	cd darts-master && $(abspath $(PY)) train_search.py --demo \
+		--operations_path $(abspath $(OUT))/darts/shrink/operations.json --save $(abspath $(OUT))/darts/darts
+	cd pdarts-master && $(abspath $(PY)) train_search.py --demo \
+		--operations_path $(abspath $(OUT))/darts/shrink/operations.json --save $(abspath $(OUT))/darts/pdarts
+	cd darts-master && $(abspath $(PY)) train.py --demo --arch $(abspath $(OUT))/darts/pdarts/genotype.json \
+		--save $(abspath $(OUT))/darts/train
+	cd darts-master && $(abspath $(PY)) train.py --demo --eval --eval_resume $(abspath $(OUT))/darts/train/checkpoint.pt
 
 # NAS-Bench-201: angle vs. ground truth (Kendall tau), operator dropping, SPOS vs. SPOS+ABS search
 demo-nb201: install

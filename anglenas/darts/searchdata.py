@@ -48,7 +48,7 @@ class SearchData:
             raise UserError(f"--train_portion must lie in (0, 1), got {train_portion}")
         cfg = DataConfig(dataset=resolve_dataset(dataset, data_dir), data_dir=data_dir, workers=0)
         data = build_data(cfg, "cpu", held_out=False)
-        train = data._train  # the whole training set (Data has no public accessor for the arrays)
+        train = data.train_arrays  # the whole training set
         self.num_classes, self.normalize = data.num_classes, data.normalize
         held = len(train) - int(math.floor(train_portion * len(train)))
         weight_idx, arch_idx = split_indices(len(train), held, seed)

@@ -120,6 +120,13 @@ class Data:
 
     # -- batches ------------------------------------------------------------------------------------------------
     @property
+    def train_arrays(self) -> ImageArrays:
+        """The training images in memory (CIFAR-like datasets; not ImageNet folders)."""
+        if self.folder is not None:
+            raise UserError("this searcher needs an in-memory dataset (embedded, cifar10, cifar100, cifar10-jpg)")
+        return self._train
+
+    @property
     def num_train(self) -> int:
         return len(self._train_idx) if self.folder is not None else len(self._train)
 
