@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size (the CPU test)")
     parser.add_argument("--data_dir", help="cifar10-jpg.tar.gz for the NB201 section")
     parser.add_argument("--budget", type=float, default=None,
-                        help="wall seconds in all, shared by the sections (default 470; with --tiny 95)")
+                        help="wall seconds in all, shared by the sections (default 470; with --tiny 85)")
     parser.add_argument("--sections", default=",".join(s[0] for s in SECTIONS), help="comma-separated subset")
     parser.add_argument("--smoke_stages", default="",
                         help="comma-separated starts of the smoke stages to run (default: every stage), e.g. "
@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.data_dir and not Path(args.data_dir).is_file():
         parser.error(f"--data_dir {args.data_dir} is not a file; give the cifar10-jpg.tar.gz tarball")
     device = torch.device(args.device)
-    budget = args.budget or (95.0 if args.tiny else 470.0)
+    budget = args.budget or (85.0 if args.tiny else 470.0)
     check = Check(Path(args.out), Path(args.work or Path(args.out) / "work"), device, args.tiny, args.data_dir,
                   args.subprocesses == "yes" or (args.subprocesses == "auto" and device.type == "cuda"), budget,
                   [p for p in args.smoke_stages.split(",") if p])

@@ -45,8 +45,10 @@ def numbers(section: dict) -> list[float]:
 def test_tiny_cpu_run_reports_every_section_with_numbers_or_a_reason(tmp_path):
     t0 = time.monotonic()
     report = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--tiny"])
-    assert time.monotonic() - t0 < 118  # budget 95 s; a long C call can overrun a cap by a few seconds
+    elapsed = time.monotonic() - t0
     on_disk = json.loads((tmp_path / "gpu_check.json").read_text())
+    # budget 85 s; a long C call can overrun a cap by a few seconds
+    assert elapsed < 118, {k: (s["status"], s["seconds"]) for k, s in on_disk["sections"].items()}
     assert on_disk["sections"].keys() == report["sections"].keys()
     assert [s["title"] for s in on_disk["sections"].values()] == TITLES
     assert on_disk["device"].startswith("CPU") and on_disk["torch"] == torch.__version__
