@@ -118,7 +118,7 @@ def test_cpu_preset_and_default_semantics():
     assert default.optimizer_semantics == "original" and default.preset is None
     cpu = parse_config(NB201Config, ["--preset", "cpu", "--epochs", "2", "--eval_epochs", "1,2"])
     assert (cpu.channels, cpu.cells_per_stage, cpu.resolution, cpu.batch_size, cpu.threads) == (16, 2, 32, 128, 2)
-    assert cpu.dataset == "cifar10-jpg" and cpu.optimizer_semantics == "original" and cpu.epochs == 2
+    assert cpu.dataset == "cifar10-jpg" and cpu.optimizer_semantics == "sampled_only" and cpu.epochs == 2
 
 
 def test_checkpoint_from_before_the_semantics_flag_is_not_resumed_as_original(run, tmp_path):
