@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/demo
 
-.PHONY: install demo demo-darts demo-nb201 test clean
+.PHONY: install demo demo-darts demo-nb201 test bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,13 @@ demo-nb201: install
 	$(PY) nas-bench-201/angle_tau.py --demo --save $(OUT)/nb201
 	$(PY) nas-bench-201/drop_ops.py --demo --save $(OUT)/nb201
 	$(PY) nas-bench-201/search.py --demo --save $(OUT)/nb201
+
+# every GPU figure in one run of at most 8 minutes on one GPU (docs/benchmarks.md, "GPU check")
+GPU_OUT ?= runs/gpu-check
+GPU_WORK ?= runs/gpu-check-work
+CIFAR_JPG ?= .data/cifar10-jpg.tar.gz
+bench-gpu: install
+	$(PY) bench/gpu_check.py --out $(GPU_OUT) --work $(GPU_WORK) $(if $(wildcard $(CIFAR_JPG)),--data_dir $(CIFAR_JPG))
 
 test: install
 	$(PY) -m pytest -q

@@ -14,32 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from anglenas.abs.angle import BlockAngles, snapshot  # noqa: E402
+from common import device_name, direct_angles, sync  # noqa: E402  (bench/ is on the path)
+
+from anglenas.abs.angle import ArchAngles, snapshot  # noqa: E402
 from anglenas.abs.candidates import CandidateSampler  # noqa: E402
 from anglenas.abs.scoring import score_operators  # noqa: E402
 from anglenas.flops import reference_table  # noqa: E402
-from anglenas.nn import MobileSuperNet  # noqa: E402
-from anglenas.spaces import GPU_SPACE, IDENTITY  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def direct_angles(model: MobileSuperNet, base: dict, archs: np.ndarray) -> torch.Tensor:
-    """The original's method: build V(W0, a) and V(W, a) for each child, then the cosine (in the weights' dtype)."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    out = []
-    for arch in archs:
-        weights = model.fixed_weights() + [w for i, op in enumerate(arch) if op != IDENTITY
-                                           for w in model.block_weights(i, int(op))]
-        v0 = torch.cat([base[names[id(w)]].reshape(-1) for w in weights])
-        v1 = torch.cat([w.detach().reshape(-1) for w in weights])
-        out.append(torch.arccos(torch.nn.functional.cosine_similarity(v0, v1, dim=0)))
-    return torch.stack(out)
+from anglenas.spaces import get_space  # noqa: E402
 
 
 def main() -> None:
@@ -50,24 +33,24 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = MobileSuperNet(GPU_SPACE).to(device)
+    space = get_space("gpu")
+    model = space.supernet().to(device)
     base = snapshot(model)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    ops = GPU_SPACE.initial_operations()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    ops = space.initial_operations()
+    name = device_name(device)
     print(f"device: {name}; GPU space at paper size ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
           f"supernet params), {sum(len(l) for l in ops)} operators, {args.sample_num} children per operator")
 
-    sampler = CandidateSampler(ops, np.random.default_rng(0), uniform_depth=True, flops=reference_table("gpu"),
-                               max_flops=600e6)
+    sampler = CandidateSampler(space, ops, np.random.default_rng(0), flops=reference_table("gpu"), max_flops=600e6)
     timings = {}
 
     def timed_angles(archs):
         sync(device)
         t0 = time.perf_counter()
-        angles = BlockAngles(model, base)
+        angles = ArchAngles(model, base, space)
         sync(device)
         t1 = time.perf_counter()
         theta = angles.angles(archs)
@@ -96,7 +79,7 @@ def main() -> None:
           f"({per_child * len(children) / angles_seconds:.0f}x the {angles_seconds:.3f} s of the block method)")
     few = sample[:10]
     exact = direct_angles(model.double(), {k: v.double() for k, v in base.items()}, few).cpu()
-    block = BlockAngles(model, base).angles(few).cpu()
+    block = ArchAngles(model, base, space).angles(few).cpu()
     print(f"max |angle - exact float64 direct angle| over {len(few)} children: block method "
           f"{(block - exact).abs().max().item():.1e} rad, float32 direct method "
           f"{(direct32[: len(few)].double().cpu() - exact).abs().max().item():.1e} rad")
