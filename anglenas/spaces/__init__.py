@@ -51,7 +51,7 @@ def space_for_num_sites(num_sites: int) -> SearchSpace:
                     f"(--space)")
 
 
-from anglenas.spaces import darts, mobilenet, shufflenetv2  # noqa: E402,F401  (each registers its spaces)
+from anglenas.spaces import darts, mobilenet, nb201, shufflenetv2  # noqa: E402,F401  (each registers its spaces)
 
 __all__ = ["Arch", "SearchSpace", "ShrinkDefaults", "get_space", "register_space", "space_for_num_sites",
            "space_names"]
