@@ -7,22 +7,19 @@ original (one concatenated weight vector per child) timed on a sample and extrap
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_name, direct_angles, sync  # noqa: E402  (bench/ is on the path)
+from common import device_name, direct_angles, sync  # bench/ is on the path of a bench script
 
-from anglenas.abs.angle import ArchAngles, snapshot  # noqa: E402
-from anglenas.abs.candidates import CandidateSampler  # noqa: E402
-from anglenas.abs.scoring import score_operators  # noqa: E402
-from anglenas.flops import reference_table  # noqa: E402
-from anglenas.spaces import get_space  # noqa: E402
+from anglenas.abs.angle import ArchAngles, snapshot
+from anglenas.abs.candidates import CandidateSampler
+from anglenas.abs.scoring import score_operators
+from anglenas.flops import reference_table
+from anglenas.spaces import get_space
 
 
 def main() -> None:

@@ -17,19 +17,17 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RandomStream, device_name, sync  # noqa: E402  (bench/ is on the path)
+from common import RandomStream, device_name, sync  # bench/ is on the path of a bench script
 
-from anglenas.darts.architect import Architect  # noqa: E402
-from anglenas.darts.model_search import SearchNetwork  # noqa: E402
-from anglenas.darts.searchdata import train_epoch  # noqa: E402
-from anglenas.train.supernet import autocast_context  # noqa: E402
+from anglenas.darts.architect import Architect
+from anglenas.darts.model_search import SearchNetwork
+from anglenas.darts.searchdata import train_epoch
+from anglenas.train.supernet import autocast_context
 
 ABS_OPS = [[0, 4], [3, 6], [1, 5], [4, 7], [2, 6], [0, 5], [3, 4], [6, 7], [1, 4], [0, 7], [5, 6], [3, 5], [2, 4],
            [4, 6]]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anglenas.data import DataConfig, build_data  # noqa: E402
-from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream  # noqa: E402
+from anglenas.data import DataConfig, build_data
+from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
 
 
 def make_folder(root: Path, classes: int, per_class: int) -> None:

@@ -10,21 +10,18 @@ normalise batches from uint8 images held on the device (the NB201 25k CIFAR-10 h
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream  # noqa: E402
-from anglenas.abs.angle import ArchAngles, snapshot  # noqa: E402
-from anglenas.nb201.optim import update_every_parameter  # noqa: E402
-from anglenas.nb201.space import all_cells  # noqa: E402
-from anglenas.spaces.nb201 import NB201_SPACE  # noqa: E402
-from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
-from common import RandomStream, sync  # noqa: E402  (bench/ is on the path of a bench script)
+from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
+from anglenas.abs.angle import ArchAngles, snapshot
+from anglenas.nb201.optim import update_every_parameter
+from anglenas.nb201.space import all_cells
+from anglenas.spaces.nb201 import NB201_SPACE
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
+from common import RandomStream, sync  # bench/ is on the path of a bench script
 
 
 def timed(fn, device: torch.device, repeat: int) -> float:

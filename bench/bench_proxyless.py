@@ -12,20 +12,18 @@ the process's peak resident set on the CPU.
 from __future__ import annotations
 
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import RandomStream, device_name, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
+from common import RandomStream, device_name, sync, throughput_parser  # bench/ is on the path of a bench script
 
-from anglenas.operations import Operations  # noqa: E402
-from anglenas.proxyless import ProxylessConfig, ProxylessSearch  # noqa: E402
-from anglenas.spaces import get_space  # noqa: E402
+from anglenas.operations import Operations
+from anglenas.proxyless import ProxylessConfig, ProxylessSearch
+from anglenas.spaces import get_space
 
 
 def timed(fn, steps: int, warmup: int, device: torch.device) -> float:

@@ -23,21 +23,20 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from anglenas.checkpoint import save_checkpoint  # noqa: E402
-from anglenas.data import DataConfig  # noqa: E402
-from anglenas.log import RunLogger  # noqa: E402
-from anglenas.nn import MobileSuperNet  # noqa: E402
-from anglenas.operations import Operations, load_operations  # noqa: E402
-from anglenas.search.bn import recalibrate_bn  # noqa: E402
-from anglenas.search.evaluate import CandidateEvaluator, EvalSettings  # noqa: E402
-from anglenas.search.messages import weights_fingerprint  # noqa: E402
-from anglenas.search.mq import RabbitEvaluator, resolve_broker, BrokerConfig  # noqa: E402
-from anglenas.spaces import get_space  # noqa: E402
+from anglenas.checkpoint import save_checkpoint
+from anglenas.data import DataConfig
+from anglenas.log import RunLogger
+from anglenas.nn import MobileSuperNet
+from anglenas.operations import Operations, load_operations
+from anglenas.search.bn import recalibrate_bn
+from anglenas.search.evaluate import CandidateEvaluator, EvalSettings
+from anglenas.search.messages import weights_fingerprint
+from anglenas.search.mq import RabbitEvaluator, resolve_broker, BrokerConfig
+from anglenas.spaces import get_space
 
 
 def _settings(a, bn_images=None) -> EvalSettings:

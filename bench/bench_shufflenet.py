@@ -13,19 +13,16 @@ On the CPU, bf16 autocast is off (the trainer enables it on CUDA only): bf16-cl 
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import RandomStream, device_name, report_variants, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
+from common import RandomStream, device_name, report_variants, sync, throughput_parser  # bench/ is on the path of a bench script
 
-from anglenas.spaces import get_space  # noqa: E402
-from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
+from anglenas.spaces import get_space
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 
 def measure(variant: str, args, device: torch.device) -> tuple[float, float]:

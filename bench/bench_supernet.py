@@ -22,21 +22,18 @@ the path keeps grad None, so momentum and weight decay do not touch it. Before t
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RandomStream, device_name, report_variants, sync, throughput_parser  # noqa: E402  (bench/ is on the path)
+from common import RandomStream, device_name, report_variants, sync, throughput_parser  # bench/ is on the path of a bench script
 
-from anglenas.spaces import get_space  # noqa: E402
-from anglenas.train.fast import fused_sgd  # noqa: E402
-from anglenas.train.samplers import UniformPathSampler  # noqa: E402
-from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
+from anglenas.spaces import get_space
+from anglenas.train.fast import fused_sgd
+from anglenas.train.samplers import UniformPathSampler
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 VARIANTS = ("original", "fp32", "bf16", "bf16-cl", "bf16-cl-hostdata", "bf16-cl-fused", "bf16-cl-graphs",
             "bf16-cl-compile")

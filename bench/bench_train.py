@@ -12,16 +12,13 @@ Variants, all in the same run on the same device and model:
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import device_name, final_train_rate, report_variants, throughput_parser  # noqa: E402  (bench/ is on the path)
+from common import device_name, final_train_rate, report_variants, throughput_parser  # bench/ is on the path of a bench script
 
-from anglenas.archs import published  # noqa: E402
+from anglenas.archs import published
 
 
 def main() -> None:

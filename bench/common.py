@@ -1,6 +1,6 @@
 """What the benchmark scripts share: random input streams, device sync, the report of a set of variants.
 
-A bench script puts the repository root and ``bench/`` on ``sys.path`` (it runs as ``python bench/NAME.py``).
+A bench script runs as ``python bench/NAME.py`` (``bench/`` is then on ``sys.path``; the package is installed).
 """
 from __future__ import annotations
 

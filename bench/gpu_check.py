@@ -45,11 +45,10 @@ import torch
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(BENCH))
 
-from common import device_name, direct_angles, final_train_rate, report_variants, sync  # noqa: E402
+from common import device_name, direct_angles, final_train_rate, report_variants, sync
 
-from anglenas.checkpoint import atomic_write_text  # noqa: E402
+from anglenas.checkpoint import atomic_write_text
 
 EXPECTED_SEARCHERS = ("spos", "fairnas", "proxylessnas", "darts", "pdarts", "pertnas")
 BROKER = ("127.0.0.1", 5672)
