@@ -1,18 +1,13 @@
 """Run under torchrun by tests/test_shrink.py: two ranks train the same paths and end with identical weights."""
-import sys
-from pathlib import Path
-
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from anglenas.data import DataConfig, build_data  # noqa: E402
-from anglenas.nn import MobileSuperNet  # noqa: E402
-from anglenas.spaces import GPU_SPACE  # noqa: E402
-from anglenas.train.dist import init_distributed  # noqa: E402
-from anglenas.train.samplers import UniformPathSampler  # noqa: E402
-from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer  # noqa: E402
+from anglenas.data import DataConfig, build_data
+from anglenas.nn import MobileSuperNet
+from anglenas.spaces.mobilenet import GPU_SPACE
+from anglenas.train.dist import init_distributed
+from anglenas.train.samplers import UniformPathSampler
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 env, device = init_distributed("cpu")
 space = GPU_SPACE.scaled(0.25, 32, 10, stem_stride=1)

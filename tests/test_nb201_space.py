@@ -162,7 +162,7 @@ def test_registered_space_sites_and_ops():
     assert s.size_of(s.initial_operations()) == 15625
     # paths 0-3, 0-2-3, 0-1-2-3, 0-1-3 as edge positions, written out by hand
     assert s.angle_paths == ((3,), (1, 5), (0, 2, 5), (0, 4)) and s.path_breakers == (0,)
-    assert s.published["best_cifar10"] == space.parse(BEST_C10)
+    assert tuple(s.published["NB201_BEST_CIFAR10"]) == space.parse(BEST_C10)
     small = s.scaled(0.5, 16, 120)
     assert (small.channels, small.input_size, small.num_classes, small.cells_per_stage) == (8, 16, 120, 5)
     with pytest.raises(UserError, match="stem"):

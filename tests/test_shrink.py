@@ -99,7 +99,7 @@ def test_shrinking_under_torchrun(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--space", "mnasnet"], "invalid choice: 'mnasnet'"),
+    (["--space", "mnasnet"], "unknown search space 'mnasnet'; choose one of: darts, fairnas, gpu"),
     (["--max_flops", "1e6"], "no architecture of this space meets the FLOPs limits"),
     (["--dataset", "imagenet", "--train_dir", "/nonexistent/imagenet/train"], "image folder /nonexistent"),
     (["--dataset", "cifar10"], "needs --data_dir"),

@@ -39,7 +39,7 @@ def test_space_registration_and_defaults():
     d = space.shrink
     assert (d.drop_rule, d.max_flops, d.lr, d.first_stage_epochs, d.other_stage_epochs, d.lr_horizon_epochs) == (
         "per_layer", None, 0.2, 150, 20, 400)
-    assert space.warmup_epochs == 5
+    assert space.shrink.warmup_epochs == 5 and space.warmup_stages == 11
     assert space.size_of(space.initial_operations()) == 8 ** 14
     assert space.path_breakers == (NONE,)
     assert sorted(space.angle_paths) == sorted(

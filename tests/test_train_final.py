@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from anglenas.errors import UserError
+from anglenas.spaces import get_space
 from anglenas.train.ema import WeightEma
 from anglenas.train.final import BEST, CHECKPOINT, SUMMARY, FinalTrainConfig, FinalTrainer
 
@@ -101,7 +102,8 @@ def test_epochs_override_iterations(tmp_path):
 def test_defaults_are_the_papers_recipe():
     cfg = FinalTrainConfig()
     assert (cfg.total_iters, cfg.batch_size, cfg.lr, cfg.min_lr, cfg.momentum) == (300000, 1024, 0.5, 0.0, 0.9)
-    assert (cfg.weight_decay, cfg.label_smoothing, cfg.grad_clip, cfg.dropout) == (4e-5, 0.1, 5.0, 0.2)
+    assert (cfg.weight_decay, cfg.label_smoothing, cfg.grad_clip, cfg.dropout) == (4e-5, 0.1, 5.0, None)
+    assert get_space("gpu").default_dropout == 0.2  # None: the space's dropout
     assert cfg.ema_decay == 0.0 and cfg.dataset == "imagenet"
 
 

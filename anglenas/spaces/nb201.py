@@ -79,9 +79,9 @@ class NB201Space(SearchSpace):
     op_names = OPS
     angle_paths = tuple(path_edges(p) for p in PATHS)
     path_breakers = (NONE,)
-    published = {"best_cifar10": (3, 3, 3, 1, 3, 2),  # NB201 index 6111, 94.37%
-                 "best_cifar100": (3, 3, 3, 1, 3, 3),  # index 9930, 73.51%
-                 "best_imagenet16": (2, 2, 3, 1, 3, 3)}  # index 857, 47.31%
+    published = {"NB201_BEST_CIFAR10": [3, 3, 3, 1, 3, 2],  # NB201 index 6111, 94.37%
+                 "NB201_BEST_CIFAR100": [3, 3, 3, 1, 3, 3],  # index 9930, 73.51%
+                 "NB201_BEST_IMAGENET16": [2, 2, 3, 1, 3, 3]}  # index 857, 47.31%
 
     def __post_init__(self) -> None:
         if self.stem_stride != 1:

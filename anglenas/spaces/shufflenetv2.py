@@ -69,8 +69,8 @@ class ShuffleNetV2Space(SearchSpace):
     formula); shrinking stops once the space holds <= 1e6 archs (from 4^20 = 1.1e12), which takes at least 31
     drops, so 7 rounds or more."""
     published: ClassVar[Mapping[str, Arch]] = {
-        "SPOS_SHUFFLENETV2": (2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3),
-        "MMRAZOR_SPOS_SHUFFLENETV2": (2, 0, 2, 0, 3, 1, 1, 0, 0, 1, 0, 1, 0, 3, 1, 2, 2, 0, 1, 3),
+        "SPOS_SHUFFLENETV2": [2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3],
+        "MMRAZOR_SPOS_SHUFFLENETV2": [2, 0, 2, 0, 3, 1, 1, 0, 0, 1, 0, 1, 0, 3, 1, 2, 2, 0, 1, 3],
     }
     """SPOS authors' searched block architecture (SinglePathOneShot README) and MMRazor's own searched subnet."""
     default_dropout: ClassVar[float] = 0.1

@@ -147,11 +147,11 @@ class FinalTrainer:
         if cfg.eval:
             cfg = self._config_for_eval(cfg)
         self.cfg = cfg
+        self.space_name, self.arch = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
         if not cfg.eval:
             check_writable(cfg.save, "run folder", "--save")
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
-        self.space_name, self.arch = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
         self.logger = RunLogger(None if cfg.eval else self.save, self.env.is_main)  # after the inputs are checked
         self.data = build_data(cfg, self.device, held_out=False, train=not cfg.eval)
         self.space = get_space(self.space_name).scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
