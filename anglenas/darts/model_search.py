@@ -7,7 +7,7 @@ a kind share one alpha matrix of shape [14, k], so every edge needs the same num
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -96,6 +96,26 @@ class SearchCell(nn.Module):
         return torch.cat(states[-STEPS:], dim=1)
 
 
+def cifar_macro(C: int, layers: int, stem_multiplier: int, make_cell: Callable[..., nn.Module]
+                ) -> tuple[nn.Sequential, nn.ModuleList, int]:
+    """DARTS' CIFAR macro-architecture: a 3x3 stem to ``stem_multiplier * C`` channels, then ``layers`` cells whose
+    channels double at the reduction cells (1/3 and 2/3 of the depth); ``make_cell(C_prev_prev, C_prev, C_curr,
+    reduction, reduction_prev)`` builds one. Returns (stem, cells, output channels)."""
+    C_curr = stem_multiplier * C
+    stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+    C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+    cells = nn.ModuleList()
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        if reduction:
+            C_curr *= 2
+        cells.append(make_cell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev))
+        reduction_prev = reduction
+        C_prev_prev, C_prev = C_prev, STEPS * C_curr
+    return stem, cells, C_prev
+
+
 class SearchNetwork(nn.Module):
     """Stem (3x3 conv to 3C), ``layers`` cells (reductions at 1/3 and 2/3), global pool, classifier.
 
@@ -112,19 +132,11 @@ class SearchNetwork(nn.Module):
         self.edge_ops = check_edge_ops(edge_ops if edge_ops is not None else full_edge_ops())
         self.reduce_ops = check_edge_ops(reduce_ops) if reduce_ops is not None else self.edge_ops
         self.C, self.num_classes, self.layers, self.skip_dropout = C, num_classes, layers, skip_dropout
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            self.cells.append(SearchCell(self.reduce_ops if reduction else self.edge_ops, C_prev_prev, C_prev,
-                                         C_curr, reduction, reduction_prev, skip_dropout))
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, STEPS * C_curr
+        self.stem, self.cells, C_prev = cifar_macro(
+            C, layers, stem_multiplier,
+            lambda c_pp, c_p, c, reduction, reduction_prev: SearchCell(
+                self.reduce_ops if reduction else self.edge_ops, c_pp, c_p, c, reduction, reduction_prev,
+                skip_dropout))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, len(self.edge_ops[0])))

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from anglenas.darts.model_search import NODE_OFFSETS, NUM_EDGES, STEPS, SearchCell
+from anglenas.darts.model_search import NODE_OFFSETS, NUM_EDGES, SearchCell, cifar_macro
 from anglenas.darts.ops import PRIMITIVES
 
 PERTNAS_OPS = ("skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
@@ -47,18 +47,10 @@ class PertNasNetwork(nn.Module):
             raise ValueError(f"a cell has {NUM_EDGES} edges, got {len(switches)} switch lists")
         self.switches: Switches = [sorted(int(o) for o in edge) for edge in switches]
         self.masks: list[list[float]] = [[1.0] * len(edge) for edge in self.switches]
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            self.cells.append(SearchCell(self.switches, C_prev_prev, C_prev, C_curr, reduction, reduction_prev))
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, STEPS * C_curr
+        self.stem, self.cells, C_prev = cifar_macro(
+            C, layers, stem_multiplier,
+            lambda c_pp, c_p, c, reduction, reduction_prev: SearchCell(self.switches, c_pp, c_p, c, reduction,
+                                                                      reduction_prev))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
 
