@@ -65,10 +65,26 @@ def test_drop_and_search_reuse_the_supernet(run):
     means = [gt_c10()[bench.cells[:, 0] == op].mean() for op in range(5)]
     assert ranks[f"0,{['none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3'][int(np.argmax(means))]}"] \
         == min(ranks[f"0,{op}"] for op in ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"))
+    assert set(drop["metrics"]) == {"angle", "acc_no_rebn", "magnitude", "weight_norm"}
     for metric, recs in drop["metrics"].items():
         kept = recs[0]["kept"]
         assert sum(map(len, kept)) == 10 and all(kept), metric
         assert recs[0]["top10_kept"] == sum(r <= 10 for r in recs[0]["kept_gt_ranks"])
+        assert set(recs[0]["scores"]) == set(ranks), metric
+    # "magnitude" is the original's: softmax of the DARTS alpha trained in seed-0/alpha, all 30 operators
+    import torch
+    ckpt = torch.load(run / "seed-0" / "alpha" / "checkpoint.pt")
+    assert ckpt["epoch"] == 2 and ckpt["alpha"]["alphas"].shape == (6, 5)
+    probs = torch.softmax(ckpt["alpha"]["alphas"].double(), dim=-1)
+    ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    alpha = drop["metrics"]["magnitude"][0]["scores"]
+    assert len(alpha) == 30
+    assert all(alpha[f"{e},{ops[o]}"] == pytest.approx(float(probs[e, o]), abs=1e-12)
+               for e in range(6) for o in range(5))
+    assert not torch.allclose(probs, torch.full((6, 5), 0.2, dtype=torch.float64))  # alpha was trained
+    again = script("drop_ops.py", run)
+    assert "seed 0 alpha: resumed after epoch 2" in again.stdout and "DARTS alpha 1/" not in again.stdout
+    assert json.loads((run / "drop.json").read_text())["metrics"] == drop["metrics"]
     out = script("search.py", run, "--population_num", "4", "--select_num", "2", "--crossover_num", "2",
                  "--mutation_num", "2", "--max_epochs", "2")
     result = json.loads((run / "search.json").read_text())["runs"][0]

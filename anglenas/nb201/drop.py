@@ -1,8 +1,10 @@
-"""Experiment 4 (spec §11, Fig. 7): drop 20 of the 30 NB201 operators in one round by angle, supernet accuracy
-or weight magnitude, and check what survives against the ground truth.
+"""Experiment 4 (spec §11, Fig. 7): drop 20 of the 30 NB201 operators in one round by angle, supernet accuracy,
+magnitude or weight norm, and check what survives against the ground truth.
 
-An operator is an (edge, op) pair; its score is the mean of a metric over the architectures that contain it
-(all 15,625 for angle and magnitude, the ``--acc_archs`` sample for accuracy, without ReBN as the original).
+An operator is an (edge, op) pair. Its "magnitude" score is the original's: softmax(alpha)[edge, op] of a DARTS
+search next to the supernet (:mod:`anglenas.nb201.alpha`). The other scores are the mean of a metric over the
+architectures that contain it (all 15,625 for angle and ``weight_norm``, the weight magnitude of the angle's
+supernet; the ``--acc_archs`` sample for accuracy, without ReBN as the original).
 Its ground-truth score is the summed test accuracy of the architectures that contain it (spec §11); ranks
 1..30 follow from that. The drop rule is ABS's global rule (:func:`anglenas.abs.scoring.drop_global`): the
 lowest-scored operators go first, but every edge keeps at least one.
@@ -16,7 +18,7 @@ from anglenas.nb201.space import NUM_EDGES, OPS, Cell
 
 Operator = tuple[int, int]
 FULL_OPS = [list(range(len(OPS))) for _ in range(NUM_EDGES)]
-DROP_METRICS = ("angle", "acc_no_rebn", "magnitude")
+DROP_METRICS = ("angle", "acc_no_rebn", "magnitude", "weight_norm")
 
 
 def operator_scores(values: np.ndarray, cells: np.ndarray, reduce=np.mean) -> dict[Operator, float]:

@@ -9,7 +9,8 @@
 3. :func:`summarize` turns the seeds' records into Kendall tau / Spearman rho tables and figures.
 
 Experiments 4 (operator dropping) and 5 (search) live in :mod:`anglenas.nb201.drop` and
-:mod:`anglenas.nb201.search`, on the same trained supernets.
+:mod:`anglenas.nb201.search`, on the same trained supernets; the drop experiment's "magnitude" (the original's
+DARTS architecture weight alpha) comes from a second supernet per seed, :class:`AlphaRun` in ``SAVE/seed-N/alpha``.
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, open_run, run_settings
 from anglenas.checkpoint import save_checkpoint
 from anglenas.config import field, to_yaml
+from anglenas.data.streams import TensorStream
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nb201.api import DATASETS as GT_DATASETS
+from anglenas.nb201.alpha import AlphaStep, RandomCellSampler
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import NB201Data, NB201DataConfig
 from anglenas.nb201.drop import DROP_METRICS, FULL_OPS, drop_report, ground_truth_ranks, operator_scores
@@ -261,6 +264,65 @@ class SupernetRun:
         return out
 
 
+class AlphaRun:
+    """The original's "magnitude" of the drop experiment: one seed's DARTS-alpha supernet in ``SAVE/seed-N/alpha``
+    (:mod:`anglenas.nb201.alpha`), trained on the same data, batch size, LR schedule and optimiser semantics as
+    :class:`SupernetRun`; the weights follow a fully random single path and alpha takes one first-order DARTS
+    step on a validation batch before each weight step. Resumable after each epoch; the checkpoint holds alpha
+    and its optimiser."""
+
+    def __init__(self, cfg: NB201Config, seed: int, data: NB201Data, device: torch.device, logger: RunLogger) -> None:
+        self.cfg, self.seed, self.device, self.logger = cfg, seed, device, logger
+        self.dir = Path(cfg.save) / f"seed-{seed}" / "alpha"
+        space = NB201_SPACE.sized(cfg.channels, cfg.cells_per_stage, data.input_size, data.num_classes)
+        torch.manual_seed(seed)
+        model = space.supernet().to(device)
+        self.alphas = AlphaStep(model)
+        stream = data.train_stream(cfg.batch_size, seed, cfg.channels_last)
+        if len(data.valid_y) < cfg.batch_size:
+            raise UserError(f"the valid set has {len(data.valid_y)} images, fewer than --batch_size {cfg.batch_size}")
+        valid = TensorStream(data.valid_x, data.valid_y, cfg.batch_size, seed + 10_000, data.normalize, pad=data.pad,
+                             channels_last=cfg.channels_last)
+        self.steps_per_epoch = stream.steps_per_epoch
+        horizon = (cfg.lr_horizon_epochs or cfg.epochs) * self.steps_per_epoch
+        self.trainer = SupernetTrainer(model, RandomCellSampler(len(model.search_cells), seed), stream, cfg, horizon,
+                                       device, logger=logger, arch_step=self.alphas, arch_stream=valid)
+        if cfg.optimizer_semantics == "original":
+            self.trainer.optimizer = update_every_parameter(self.trainer.model, cfg.lr, cfg.momentum,
+                                                            cfg.weight_decay)
+        self.epoch = 0
+        ckpt = open_run(self.dir / CHECKPOINT, self._run_config(), RESUMABLE_FIELDS, map_location=device)
+        if ckpt is not None:
+            self.trainer.load_state_dict(ckpt)
+            self.alphas.load_state_dict(ckpt["alpha"])
+            self.epoch = ckpt["epoch"]
+            logger.info(f"seed {seed} alpha: resumed after epoch {self.epoch}")
+
+    def _run_config(self) -> NB201Config:
+        own = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(NB201Config)}
+        return dataclasses.replace(NB201Config(**own), seed=self.seed,
+                                   lr_horizon_epochs=self.cfg.lr_horizon_epochs or self.cfg.epochs)
+
+    def _checkpoint(self) -> None:
+        save_checkpoint({"config": run_settings(self._run_config(), RESUMABLE_FIELDS), "epoch": self.epoch,
+                         **self.trainer.state_dict(), "alpha": self.alphas.state_dict()}, self.dir / CHECKPOINT)
+
+    def train(self) -> dict[tuple[int, int], float]:
+        """Train to ``--epochs``; returns softmax(alpha)[edge, op] of every operator."""
+        spe = self.steps_per_epoch
+
+        def epoch_done(step: int) -> None:
+            self.epoch = step // spe
+            self._checkpoint()
+
+        start, end = self.epoch * spe, self.cfg.epochs * spe
+        if start < end:
+            self.trainer.train(start, end, desc=f"seed {self.seed} DARTS alpha", checkpoint=epoch_done,
+                               checkpoint_every=spe)
+            epoch_done(end)
+        return self.alphas.operator_scores()
+
+
 def final_taus(scores: dict[str, np.ndarray], bench: Benchmark, seed: int) -> dict[str, dict[str, dict]]:
     """{"tau" | "rho": {metric: {gt dataset: value}}} of one seed's final scores."""
     subset = scores["acc_subset"]
@@ -365,10 +427,13 @@ class Experiment:
             scores = run.final_scores()
             report["seeds"].append(run.seed)
             subset = scores["acc_subset"]
-            sources = {"angle": (scores["angle"], cells), "magnitude": (scores["magnitude"], cells),
-                       "acc_no_rebn": (scores["acc_no_rebn"], cells[subset])}
-            for metric, (values, where) in sources.items():
-                rec = drop_report(operator_scores(values, where), gt_ranks, best, self.cfg.drop_num)
+            sources = {"angle": operator_scores(scores["angle"], cells),
+                       "acc_no_rebn": operator_scores(scores["acc_no_rebn"], cells[subset]),
+                       "magnitude": AlphaRun(self.cfg, run.seed, self.data, self.device, self.logger).train(),
+                       "weight_norm": operator_scores(scores["magnitude"], cells)}
+            for metric, op_scores in sources.items():
+                rec = drop_report(op_scores, gt_ranks, best, self.cfg.drop_num)
+                rec["scores"] = {f"{e},{OPS[o]}": v for (e, o), v in op_scores.items()}
                 report["metrics"][metric].append(rec)
                 self.logger.info(f"seed {run.seed} drop {self.cfg.drop_num} by {metric}: keeps {rec['top10_kept']} "
                                  f"of the top-10 operators (GT ranks {rec['kept_gt_ranks']}), best architecture "
