@@ -16,6 +16,7 @@ from anglenas.spaces import get_space
 from anglenas.train.fast import fused_sgd
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))  # what running `python bench/NAME.py` does: bench scripts import bench/common.py
 
 
 def load(name: str):
