@@ -33,7 +33,7 @@ def test_registered_space_matches_spec_layout():
     res = [112, 56, 56, 56, 56, 28, 28, 28, 28] + [14] * 8 + [7] * 3
     strides = [2, 1, 1, 1] * 2 + [2] + [1] * 7 + [2, 1, 1, 1]
     assert [(s.inp, s.oup, s.input_res, s.stride) for s in space.sites] == list(zip(ins, outs, res, strides))
-    assert space.published["SPOS_SHUFFLENETV2"] == SPOS
+    assert space.published["SPOS_SHUFFLENETV2"] == list(SPOS)
     assert space.shrink.drop_rule == "global" and space.shrink.max_flops == 330e6
 
 
