@@ -68,7 +68,7 @@ def load_imagenet16(root: str | Path, classes: int = 120) -> dict[str, ImageArra
     return out
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 NCHW images resized (antialiased) to ``size`` x ``size``, in chunks on their device."""
     if x.shape[-1] == size:
         return x
@@ -77,13 +77,27 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def load_sets(dataset: str, data_dir: str) -> dict[str, ImageArrays]:
+    """Train and test arrays of an NB201 dataset: embedded, cifar10-jpg (tarball), cifar10 / cifar100 (pickle
+    folders) or ImageNet16-120 (NB201's pickles)."""
+    if dataset == "embedded":
+        return load_embedded()
+    if not data_dir:
+        raise UserError(f"--dataset {dataset} needs --data_dir (see --help)")
+    if dataset == "cifar10-jpg":
+        return load_jpeg_tar(data_dir, cache_dir=CACHE_DIR)
+    if dataset == "ImageNet16-120":
+        return load_imagenet16(data_dir)
+    return load_cifar_pickles(data_dir, 10 if dataset == "cifar10" else 100)
+
+
 class NB201Data:
     """Train / valid images of one dataset on ``device`` as uint8 NCHW tensors."""
 
     def __init__(self, cfg: NB201DataConfig, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
         self.ground_truth = GROUND_TRUTH[cfg.dataset]
-        sets = self._load(cfg)
+        sets = load_sets(cfg.dataset, cfg.data_dir)
         train, test = sets["train"], sets["test"]
         if cfg.dataset == "embedded":  # the demo set: all 2,000 training images, the 500 test images as valid
             valid = test
@@ -97,24 +111,12 @@ class NB201Data:
         self.num_classes = len(train.classes)
         self.normalize = IMAGENET16_NORMALIZE if cfg.dataset == "ImageNet16-120" else CIFAR_NORMALIZE
         size = cfg.resolution or train.images.shape[1]
-        self.train_x = _resize(to_tensor_nchw(train.images, device), size)
-        self.valid_x = _resize(to_tensor_nchw(valid.images, device), size)
+        self.train_x = resize_images(to_tensor_nchw(train.images, device), size)
+        self.valid_x = resize_images(to_tensor_nchw(valid.images, device), size)
         self.train_y = torch.from_numpy(train.labels).to(device)
         self.valid_y = torch.from_numpy(valid.labels).to(device)
         self.input_size = size
         self.pad = 2 if size <= 16 else 4  # NB201: 4 for 32x32 CIFAR, 2 for 16x16 ImageNet16
-
-    @staticmethod
-    def _load(cfg: NB201DataConfig) -> dict[str, ImageArrays]:
-        if cfg.dataset == "embedded":
-            return load_embedded()
-        if not cfg.data_dir:
-            raise UserError(f"--dataset {cfg.dataset} needs --data_dir (see --help)")
-        if cfg.dataset == "cifar10-jpg":
-            return load_jpeg_tar(cfg.data_dir, cache_dir=CACHE_DIR)
-        if cfg.dataset == "ImageNet16-120":
-            return load_imagenet16(cfg.data_dir)
-        return load_cifar_pickles(cfg.data_dir, 10 if cfg.dataset == "cifar10" else 100)
 
     def train_stream(self, batch_size: int, seed: int, channels_last: bool = False) -> TensorStream:
         """Augmented training batches addressed by step (crop with padding + flip, on the device)."""

@@ -28,14 +28,13 @@ from torch import nn
 
 from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, run_settings, save_checkpoint
 from anglenas.config import field, to_yaml
-from anglenas.data import CACHE_DIR
-from anglenas.data.sources import ImageArrays, load_cifar_pickles, load_embedded, load_jpeg_tar, to_tensor_nchw
+from anglenas.data.sources import to_tensor_nchw
 from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nb201 import space
 from anglenas.nb201.api import Benchmark
-from anglenas.nb201.data import IMAGENET16_NORMALIZE, _resize, load_imagenet16
+from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets, resize_images
 from anglenas.nb201.metrics import kendall_tau
 from anglenas.nb201.network import NB201Network, cell_cost
 from anglenas.nb201.space import CONV1, CONV3, NONE, PATHS, POOL, Cell, path_edges
@@ -121,7 +120,7 @@ class StandaloneData:
     50k training images and tests on the 10k test images; CIFAR-100 / ImageNet16-120 test on the whole test set."""
 
     def __init__(self, cfg: StandaloneConfig, device: torch.device) -> None:
-        sets = self._load(cfg)
+        sets = load_sets(cfg.dataset, cfg.data_dir)
         train, test = sets["train"], sets["test"]
         if cfg.train_limit and cfg.train_limit < len(train):
             keep = np.random.default_rng([cfg.seed, 0]).permutation(len(train))[:cfg.train_limit]
@@ -133,22 +132,10 @@ class StandaloneData:
         self.normalize = IMAGENET16_NORMALIZE if cfg.dataset == "ImageNet16-120" else CIFAR_NORMALIZE
         self.input_size = cfg.resolution or train.images.shape[1]
         self.pad = 2 if self.input_size <= 16 else 4
-        self.train_x = _resize(to_tensor_nchw(train.images, device), self.input_size)
-        self.test_x = _resize(to_tensor_nchw(test.images, device), self.input_size)
+        self.train_x = resize_images(to_tensor_nchw(train.images, device), self.input_size)
+        self.test_x = resize_images(to_tensor_nchw(test.images, device), self.input_size)
         self.train_y = torch.from_numpy(train.labels).to(device)
         self.test_y = torch.from_numpy(test.labels).to(device)
-
-    @staticmethod
-    def _load(cfg: StandaloneConfig) -> dict[str, ImageArrays]:
-        if cfg.dataset == "embedded":
-            return load_embedded()
-        if not cfg.data_dir:
-            raise UserError(f"--dataset {cfg.dataset} needs --data_dir (see --help)")
-        if cfg.dataset == "cifar10-jpg":
-            return load_jpeg_tar(cfg.data_dir, cache_dir=CACHE_DIR)
-        if cfg.dataset == "ImageNet16-120":
-            return load_imagenet16(cfg.data_dir)
-        return load_cifar_pickles(cfg.data_dir, 10 if cfg.dataset == "cifar10" else 100)
 
     def train_stream(self, batch_size: int, seed: int) -> TensorStream:
         if len(self.train_y) < batch_size:
