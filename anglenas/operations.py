@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +43,8 @@ class Operations:
 
     @property
     def size(self) -> int:
-        """Number of architectures: the product of the per-layer op counts."""
-        return math.prod(len(layer) for layer in self.ops)
+        """Number of architectures: the product of the per-site op counts."""
+        return self.space.size_of(self.ops)
 
     @property
     def num_operators(self) -> int:
