@@ -88,21 +88,28 @@ class ResidualReduction(nn.Module):
         return self.conv_b(self.conv_a(x)) + self.downsample(x)
 
 
+def macro(channels: int, cells_per_stage: int, make_cell: Callable[[int], nn.Module]
+          ) -> tuple[nn.Sequential, nn.ModuleList, int]:
+    """NB201's macro skeleton: a 3x3 stem, then 3 stages of ``cells_per_stage`` cells (``make_cell(C)``) with a
+    residual reduction doubling the channels between stages. Returns (stem, layers, final channels)."""
+    stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+    layers: list[nn.Module] = []
+    c = channels
+    for stage in range(3):
+        if stage:
+            layers.append(ResidualReduction(c, 2 * c))
+            c *= 2
+        layers.extend(make_cell(c) for _ in range(cells_per_stage))
+    return stem, nn.ModuleList(layers), c
+
+
 class NB201SuperNet(nn.Module):
     """The SPOS supernet of the NB201 space; ``search_cells`` lists its 3N search cells in order."""
 
     def __init__(self, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage:
-                layers.append(ResidualReduction(c, 2 * c))
-                c *= 2
-            layers.extend(SearchCell(c) for _ in range(cells_per_stage))
-        self.layers = nn.ModuleList(layers)
-        self.search_cells = [m for m in layers if isinstance(m, SearchCell)]
+        self.stem, self.layers, c = macro(channels, cells_per_stage, SearchCell)
+        self.search_cells = [m for m in self.layers if isinstance(m, SearchCell)]
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)

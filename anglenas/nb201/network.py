@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from anglenas.nb201.model import ResidualReduction, make_op
+from anglenas.nb201.model import ResidualReduction, macro, make_op
 from anglenas.nb201.space import EDGES, NONE, NUM_EDGES, Cell, check_cell
 
 Cells = Cell | Sequence[Cell]
@@ -59,16 +59,8 @@ class NB201Network(nn.Module):
     def __init__(self, cell: Cells, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5) -> None:
         super().__init__()
         cells = iter(per_cell(cell, 3 * cells_per_stage))
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage:
-                layers.append(ResidualReduction(c, 2 * c))
-                c *= 2
-            layers.extend(FixedCell(next(cells), c) for _ in range(cells_per_stage))
-        self.layers = nn.ModuleList(layers)
-        self.cells = [m for m in layers if isinstance(m, FixedCell)]
+        self.stem, self.layers, c = macro(channels, cells_per_stage, lambda c: FixedCell(next(cells), c))
+        self.cells = [m for m in self.layers if isinstance(m, FixedCell)]
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
