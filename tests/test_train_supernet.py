@@ -122,3 +122,30 @@ def test_fair_sampler_uses_every_op_once_per_step():
 def test_fair_sampler_needs_equal_op_counts():
     with pytest.raises(UserError, match="same number of ops in every layer"):
         FairPathSampler([[0, 1], [2]], 0)
+
+
+def test_zero_init_residual_starts_the_90_residual_blocks_as_identity_and_keeps_w0():
+    """At width 1 the GPU space has 15 residual layers (stride 1, in == out: layers 1-3, 5-7, 9-11, 13-15, 17-19;
+    layer 12 is 112 -> 128) of 6 blocks each: exactly 90 last-BN gammas become 0, and the conv weights (the angle's
+    W0) equal those of the same seed without the option."""
+    from anglenas.nn.init import init_weights
+
+    models = []
+    for zero in (False, True):
+        torch.manual_seed(3)
+        model = MobileSuperNet(GPU_SPACE)
+        init_weights(model, "he_fanout", zero_init_residual=zero)
+        models.append(model)
+    plain, zeroed = models
+    zero_gammas = [name for name, p in zeroed.named_parameters()
+                   if name.endswith(".weight") and p.dim() == 1 and not p.any()]
+    assert len(zero_gammas) == 90
+    assert {int(name.split(".")[1]) for name in zero_gammas} == {1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19}
+    assert all(name.endswith("conv.7.weight") for name in zero_gammas)
+    for (name, a), b in zip(plain.named_parameters(), zeroed.parameters()):
+        if a.dim() == 4:
+            assert torch.equal(a, b), name
+    zeroed.eval()
+    layer = zeroed.layers[1]
+    h = torch.randn(2, 32, 28, 28)
+    assert torch.allclose(layer(h, 0), h)  # a residual block starts as the identity

@@ -66,6 +66,8 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig):
                                               "(space default: darts 5, others none)")
     init: str | None = field(None, "weight init: he_fanout (gpu) or default (fairnas)",
                              choices=("he_fanout", "default", None))
+    zero_init_residual: bool = field(False, "start every residual MBConv block as the identity (last BN gamma = 0; "
+                                            "not in the original; the CPU demo's supernet needs it to learn)")
     width_mult: float = field(1.0, "channel width multiplier")
     input_size: int | None = field(None, "input resolution (default: the dataset's, 224 for ImageNet)")
     stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
@@ -100,7 +102,8 @@ def space_presets(space) -> dict:
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, first_stage_epochs=4,
-            other_stage_epochs=1, lr_horizon_epochs=25, sample_num=20, workers=0, save="runs/shrink-demo")
+            other_stage_epochs=1, lr_horizon_epochs=25, sample_num=20, workers=0, zero_init_residual=True,
+            save="runs/shrink-demo")
 """``--demo``: the GPU space at width 0.25 on the embedded 32x32 CIFAR-10, ~15 rounds, minutes on 2 CPU cores."""
 
 
@@ -140,7 +143,7 @@ class Shrinker:
         torch.manual_seed(cfg.seed)
         self.warmup_stages = getattr(self.space, "warmup_stages", 0) if cfg.warmup_epochs else 0
         model = self.space.warmup_supernet() if self.warmup_stages else self.space.supernet()
-        init_weights(model, cfg.init)
+        init_weights(model, cfg.init, cfg.zero_init_residual)
         self.stream = self.data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world,
                                              cfg.channels_last)
         self.steps_per_epoch = self.stream.steps_per_epoch

@@ -44,6 +44,12 @@ class InvertedResidual(nn.Module):
         """The block's conv weights in forward order (its contribution to the angle vector)."""
         return [m.weight for m in self.conv if isinstance(m, nn.Conv2d)]
 
+    def zero_init_last(self) -> None:
+        """Start a residual block as the identity: its last BN's gamma = 0 (Goyal et al. 2017; timm's
+        ``zero_init_last``). The conv weights, hence the angle's W0, are untouched."""
+        if self.use_residual:
+            nn.init.zeros_(self.conv[-1].weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
         return x + out if self.use_residual else out

@@ -6,16 +6,25 @@ import math
 from torch import nn
 
 
-def init_weights(model: nn.Module, scheme: str) -> None:
+def init_weights(model: nn.Module, scheme: str, zero_init_residual: bool = False) -> None:
     """Initialise ``model`` in place.
 
     ``he_fanout``: conv weights N(0, sqrt(2 / (k*k*C_out))), BN gamma=1 beta=0, Linear left at PyTorch's default
     (the SPOS shrinking supernet, whose random weights are the angle's W0). ``default``: PyTorch's own init.
+    ``zero_init_residual`` then starts every residual block that supports it (``zero_init_last()``) as the
+    identity, which a deep single-path supernet needs to learn within a few hundred steps (not in the original).
     """
-    if scheme == "default":
-        return
-    if scheme != "he_fanout":
+    if scheme not in ("he_fanout", "default"):
         raise ValueError(f"unknown init scheme {scheme!r} (he_fanout or default)")
+    if scheme == "he_fanout":
+        _he_fanout(model)
+    if zero_init_residual:
+        for m in model.modules():
+            if hasattr(m, "zero_init_last"):
+                m.zero_init_last()
+
+
+def _he_fanout(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels

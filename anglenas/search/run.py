@@ -69,6 +69,8 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
     epochs: int = field(100, "supernet epochs (FairNAS runs epochs * steps_per_epoch / m steps of m paths)")
     init: str = field("default", "supernet weight init (the original keeps PyTorch's default here)",
                       choices=("default", "he_fanout"))
+    zero_init_residual: bool = field(False, "start every residual MBConv block as the identity (last BN gamma = 0; "
+                                            "not in the original; the CPU demo's supernet needs it to learn)")
     min_flops: float = field(0.0, "FLOPs floor of candidates, real FLOPs at the paper's size")
     max_flops: float | None = field(None, "FLOPs ceiling of candidates, real FLOPs at the paper's size (default: "
                                           "the space's: gpu 475e6, shufflenetv2 330e6)")
@@ -154,7 +156,7 @@ class Search:
                                       cfg.stem_stride)
         torch.manual_seed(cfg.seed)
         model = space.supernet()
-        init_weights(model, cfg.init)
+        init_weights(model, cfg.init, cfg.zero_init_residual)
         stream = data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world, cfg.channels_last)
         paths_per_step = len(self.sampler.paths(0))
         total = max(cfg.epochs * stream.steps_per_epoch // paths_per_step, 0)
