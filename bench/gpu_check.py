@@ -261,7 +261,7 @@ def smoke(check: Check, sec: dict) -> None:
     for space in space_names():
         run(f"shrink {space}", "shrinking/main.py",
             ["--demo", "--space", space, "--first_stage_epochs", "1", "--other_stage_epochs", "1", "--max_rounds", "1",
-             "--sample_num", "2", "--search_val_size", "1936", "--batch_size", "32",
+             "--sample_num", "2", "--search_val_size", "1936", "--batch_size", "32", "--stop_threshold", "0",
              *tiny_shrink, "--save", str(smoke_dir / f"shrink-{space}")])
     gpu_ops = smoke_dir / "shrink-gpu" / "operations.json"
     if not gpu_ops.exists():
@@ -293,6 +293,9 @@ def smoke(check: Check, sec: dict) -> None:
                                                    "--eval_limit", "8"], "--save"),
         "pdarts": ("pdarts-master/train_search.py", ["--demo", "--steps_per_epoch", "1", "--eval_limit", "8"],
                    "--save"),
+        "pertnas": ("darts-master/search_evolutionary.py",
+                    ["--demo", "--npop", "1", "--layers", "2", "--batch_size", "8", "--steps_per_epoch", "1",
+                     "--val_size", "16", "--fine_extra_steps", "0", "--topology_extra_steps", "0"], "--save"),
     }
     for name in searchers:
         label = f"searcher {name}"
@@ -300,7 +303,7 @@ def smoke(check: Check, sec: dict) -> None:
             stages[label] = {"status": "not present (not registered in anglenas.search.registry)"}
         elif name not in recipes:  # the searcher's own --demo preset through a generic entry point
             run(label, str(generic_entry(check.work, name)),
-                [*GENERIC_TINY.get(name, []), "--demo", "--save", str(smoke_dir / f"searcher-{name}")])
+                ["--demo", "--save", str(smoke_dir / f"searcher-{name}")])
         else:
             script, argv, save_flag = recipes[name]
             run(label, script, [*argv, save_flag, str(smoke_dir / f"searcher-{name}")])
@@ -319,11 +322,6 @@ searcher = get_searcher({name!r})
 demo = getattr(importlib.import_module(searcher.run.__module__), "DEMO", {{}})
 cli(lambda: searcher.run(parse_config(searcher.config, sys.argv[1:], presets={{"demo": demo}})))()
 """
-
-
-GENERIC_TINY = {"pertnas": ["--npop", "1", "--layers", "2", "--batch_size", "8", "--steps_per_epoch", "1",
-                            "--val_size", "16", "--fine_extra_steps", "0", "--topology_extra_steps", "0"]}
-"""Tiny flags of searchers that have no entry point yet (their module's DEMO preset is the rest)."""
 
 
 def generic_entry(work: Path, name: str) -> Path:
