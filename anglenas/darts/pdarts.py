@@ -28,7 +28,7 @@ from anglenas.darts.genotypes import Genotype, genotype_to_json
 from anglenas.darts.model_search import NODE_OFFSETS, NUM_EDGES, SKIP, STEPS, SearchNetwork
 from anglenas.darts.ops import PRIMITIVES
 from anglenas.darts.search import alpha_record, log_alphas, write_results
-from anglenas.darts.searchdata import DATASETS, SearchData, cosine_lr, read_edge_ops, train_epoch
+from anglenas.darts.searchdata import CellSearchConfig, SearchData, cosine_lr, read_edge_ops, train_epoch
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.search.registry import register_searcher
@@ -41,23 +41,21 @@ Switches = list[list[bool]]
 
 
 @dataclass
-class PdartsConfig:
+class PdartsConfig(CellSearchConfig):
     """PDARTS search (defaults: upstream's CIFAR-10 settings, spec §9.2)."""
 
     tmp_data_dir: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
-    dataset: str = field("auto", "image source (auto: from --tmp_data_dir)", choices=DATASETS)
     operations_path: str = field("", "operations file of the darts space (JSON or the original pickle): one "
                                      "stage from its ops; empty: upstream's 3-stage schedule from all 8 ops")
     save: str = field("runs/pdarts-search", "run folder: genotype.json, checkpoint, log, figures, TensorBoard")
     batch_size: int = field(96, "batch size (of each half)")
     learning_rate: float = field(0.025, "initial weight learning rate (cosine schedule per stage)")
     learning_rate_min: float = field(0.0, "final weight learning rate")
-    momentum: float = field(0.9, "SGD momentum")
-    weight_decay: float = field(3e-4, "weight decay of the network weights")
     epochs: int = field(25, "epochs per stage")
-    eps_no_arch: int = field(10, "first epochs of each stage that train the weights only")
-    init_channels: int = field(16, "channels of the first cells")
     layers: int = field(5, "cells of the first stage (before --add_layers)")
+    grad_clip: float = field(5.0, "gradient-norm clip of the weights and of the alphas")
+    arch_learning_rate: float = field(6e-4, "Adam learning rate of the alphas")
+    eps_no_arch: int = field(10, "first epochs of each stage that train the weights only")
     add_layers: str = field("", "cells added to --layers in each stage, comma-separated "
                                 "(default: 0,6,12; 12 with an operations file)")
     add_width: str = field("", "channels added to --init_channels in each stage, comma-separated (default: 0s)")
@@ -68,18 +66,6 @@ class PdartsConfig:
     scale_factor: float = field(0.2, "decay of the skip dropout after eps_no_arch: rate * exp(-scale * (e - eps))")
     max_skip: int = field(2, "skip-connects allowed in the normal cell of genotype.json (8: no restriction); the "
                              "genotypes for every cap 8..0 go to skip_restricted.json")
-    seed: int = field(2, "seed of the weights, alphas, data split and order")
-    grad_clip: float = field(5.0, "gradient-norm clip of the weights and of the alphas")
-    train_portion: float = field(0.5, "share of the training set for the weights (the rest trains the alphas)")
-    arch_learning_rate: float = field(6e-4, "Adam learning rate of the alphas")
-    arch_weight_decay: float = field(1e-3, "Adam weight decay of the alphas")
-    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)")
-    eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)")
-    device: str = field("auto", "cuda, cpu or auto")
-    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
-    amp: bool = field(False, "bf16 autocast on CUDA (less memory; off reproduces upstream)")
-    demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
-
 
 DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=2, batch_size=8, epochs=2, eps_no_arch=1,
             steps_per_epoch=2, eval_limit=32, save="runs/pdarts-search-demo")

@@ -20,7 +20,7 @@ from anglenas.darts.architect import Architect
 from anglenas.darts.genotypes import Genotype, save_genotype
 from anglenas.darts.model_search import SearchNetwork
 from anglenas.darts.plots import plot_alphas, plot_genotype
-from anglenas.darts.searchdata import DATASETS, SearchData, cosine_lr, read_edge_ops, train_epoch
+from anglenas.darts.searchdata import CellSearchConfig, SearchData, cosine_lr, read_edge_ops, train_epoch
 from anglenas.darts.ops import PRIMITIVES
 from anglenas.log import RunLogger
 from anglenas.search.registry import register_searcher
@@ -32,36 +32,15 @@ RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit"}
 
 
 @dataclass
-class DartsConfig:
+class DartsConfig(CellSearchConfig):
     """DARTS search (defaults: upstream's CIFAR-10 settings, spec §9.1)."""
 
     data: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
-    dataset: str = field("auto", "image source (auto: from --data)", choices=DATASETS)
     operations_path: str = field("", "operations file of the darts space (JSON, or the original pickle of 14 "
                                      "lists of primitive indices); empty: the full 8-op space")
     save: str = field("runs/darts-search", "run folder: genotype.json, checkpoint, log, figures, TensorBoard")
-    batch_size: int = field(64, "batch size (of each half)")
-    learning_rate: float = field(0.025, "initial weight learning rate (cosine schedule)")
-    learning_rate_min: float = field(0.001, "final weight learning rate")
-    momentum: float = field(0.9, "SGD momentum")
-    weight_decay: float = field(3e-4, "weight decay of the network weights")
-    epochs: int = field(50, "search epochs")
-    init_channels: int = field(16, "channels of the first cells")
-    layers: int = field(8, "number of cells")
-    seed: int = field(2, "seed of the weights, alphas, data split and order")
-    grad_clip: float = field(5.0, "gradient-norm clip of the weights")
-    train_portion: float = field(0.5, "share of the training set for the weights (the rest trains the alphas)")
     unrolled: bool = field(False, "second order: the unrolled weights and the finite-difference Hessian-vector "
                                   "product (DARTS paper eq. 7-8)")
-    arch_learning_rate: float = field(3e-4, "Adam learning rate of the alphas")
-    arch_weight_decay: float = field(1e-3, "Adam weight decay of the alphas")
-    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)")
-    eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)")
-    device: str = field("auto", "cuda, cpu or auto")
-    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
-    amp: bool = field(False, "bf16 autocast on CUDA (less memory; off reproduces upstream)")
-    demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
-
 
 DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=3, batch_size=8, epochs=2, steps_per_epoch=2,
             eval_limit=32, save="runs/darts-search-demo")

@@ -3,12 +3,14 @@ architecture half (``train_portion``), one epoch of alternating updates, and eva
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
 
+from anglenas.config import field
 from anglenas.data import DataConfig, build_data, eval_subset
 from anglenas.data.sources import split_indices, to_tensor_nchw
 from anglenas.data.streams import Batch, TensorStream, tensor_eval_batches
@@ -20,6 +22,32 @@ from anglenas.operations import load_operations
 from anglenas.train.supernet import autocast_context
 
 DATASETS = ("auto", "embedded", "cifar10", "cifar10-jpg")
+
+
+@dataclass
+class CellSearchConfig:
+    """Settings the DARTS and PDARTS searches share (defaults: upstream DARTS' CIFAR-10 settings, spec §9.1)."""
+
+    dataset: str = field("auto", "image source (auto: from the data path)", choices=DATASETS)
+    batch_size: int = field(64, "batch size (of each half)")
+    learning_rate: float = field(0.025, "initial weight learning rate (cosine schedule)")
+    learning_rate_min: float = field(0.001, "final weight learning rate")
+    momentum: float = field(0.9, "SGD momentum")
+    weight_decay: float = field(3e-4, "weight decay of the network weights")
+    epochs: int = field(50, "search epochs")
+    init_channels: int = field(16, "channels of the first cells")
+    layers: int = field(8, "number of cells")
+    seed: int = field(2, "seed of the weights, alphas, data split and order")
+    grad_clip: float = field(5.0, "gradient-norm clip of the weights")
+    train_portion: float = field(0.5, "share of the training set for the weights (the rest trains the alphas)")
+    arch_learning_rate: float = field(3e-4, "Adam learning rate of the alphas")
+    arch_weight_decay: float = field(1e-3, "Adam weight decay of the alphas")
+    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)")
+    eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)")
+    device: str = field("auto", "cuda, cpu or auto")
+    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
+    amp: bool = field(False, "bf16 autocast on CUDA (less memory; off reproduces upstream)")
+    demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
 
 
 def read_edge_ops(path: str) -> list[list[int]]:
