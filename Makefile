@@ -20,9 +20,9 @@ DEMO_DATA := --demo --dataset embedded-12k
 demo: install
 	$(PY) shrinking/main.py $(DEMO_DATA) --first_stage_epochs 4 --other_stage_epochs 1 --drops_per_round 20 \
 		--max_rounds 5 --lr_horizon_epochs 12 --save $(OUT)/shrink
-	$(PY) searching/main.py $(DEMO_DATA) --backend local --epochs 8 --val_images 500 --bn_images 256 \
+	$(PY) searching/main.py $(DEMO_DATA) --backend local --epochs 12 --val_images 500 --bn_images 256 \
 		--operations_path $(OUT)/shrink/operations.json --save $(OUT)/search
-	$(PY) training/train_from_scratch.py $(DEMO_DATA) --epochs 10 --arch $(OUT)/search/search_result.json \
+	$(PY) training/train_from_scratch.py $(DEMO_DATA) --epochs 8 --arch $(OUT)/search/search_result.json \
 		--save $(OUT)/train
 	$(PY) training/train_from_scratch.py --eval --eval-resume $(OUT)/train/checkpoint.pt
 	@echo "demo done: $(OUT)/shrink/angle_scores.png, $(OUT)/search/search_result.json, $(OUT)/train/summary.json"
