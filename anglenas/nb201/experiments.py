@@ -42,7 +42,7 @@ from anglenas.nb201.space import OPS, to_str
 from anglenas.search.evolution import Arch, EvolutionConfig
 from anglenas.spaces.nb201 import NB201_SPACE
 from anglenas.train.dist import init_distributed
-from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
+from anglenas.train.supernet import PathSampler, SupernetTrainConfig, SupernetTrainer
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = ("angle", "magnitude", "random", "acc_rebn", "acc_no_rebn", "angle_acc_subset")
@@ -137,6 +137,24 @@ SEARCH_DEMO = {**DEMO, "population_num": 10, "select_num": 4, "crossover_num": 4
                "max_epochs": 3, "rebn_images": 128, "eval_images": 128}
 
 
+def seed_config(cfg: NB201Config, seed: int) -> NB201Config:
+    """The settings of one seed's supernet (checked on resume): this seed, the LR horizon resolved, the NB201 fields
+    only (the search's extra fields do not change the supernet)."""
+    own = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(NB201Config)}
+    return dataclasses.replace(NB201Config(**own), seed=seed, lr_horizon_epochs=cfg.lr_horizon_epochs or cfg.epochs)
+
+
+def seed_trainer(cfg: NB201Config, model: torch.nn.Module, sampler: PathSampler, stream: TensorStream,
+                 device: torch.device, logger: RunLogger, **arch) -> SupernetTrainer:
+    """The trainer of one seed's supernet: the LR decays over ``--lr_horizon_epochs`` (default ``--epochs``), with
+    the optimiser semantics of ``--optimizer_semantics``; ``arch``: the trainer's ``arch_step`` / ``arch_stream``."""
+    horizon = (cfg.lr_horizon_epochs or cfg.epochs) * stream.steps_per_epoch
+    trainer = SupernetTrainer(model, sampler, stream, cfg, horizon, device, logger=logger, **arch)
+    if cfg.optimizer_semantics == "original":
+        trainer.optimizer = update_every_parameter(trainer.model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    return trainer
+
+
 class SupernetRun:
     """Training and scoring of one seed's supernet in ``SAVE/seed-N``."""
 
@@ -149,25 +167,15 @@ class SupernetRun:
         model = self.space.supernet()
         self.stream = data.train_stream(cfg.batch_size, seed, cfg.channels_last)
         self.steps_per_epoch = self.stream.steps_per_epoch
-        horizon = (cfg.lr_horizon_epochs or cfg.epochs) * self.steps_per_epoch
         sampler = self.space.train_sampler(self.space.initial_operations(), seed)
-        self.trainer = SupernetTrainer(model, sampler, self.stream, cfg, horizon, device, logger=logger)
+        self.trainer = seed_trainer(cfg, model, sampler, self.stream, device, logger)
         self.model = self.trainer.model
-        if cfg.optimizer_semantics == "original":
-            self.trainer.optimizer = update_every_parameter(self.model, cfg.lr, cfg.momentum, cfg.weight_decay)
         self.epoch, self.records = 0, []
         self._resume()
 
     # -- checkpoints --------------------------------------------------------------------------------------------
-    def _run_config(self) -> NB201Config:
-        """The settings of this seed's supernet: this seed, the LR horizon resolved, the NB201 fields only (the
-        search's extra fields do not change the supernet)."""
-        own = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(NB201Config)}
-        return dataclasses.replace(NB201Config(**own), seed=self.seed,
-                                   lr_horizon_epochs=self.cfg.lr_horizon_epochs or self.cfg.epochs)
-
     def _resume(self) -> None:
-        run_cfg = self._run_config()
+        run_cfg = seed_config(self.cfg, self.seed)
         ckpt = open_run(self.dir / CHECKPOINT, run_cfg, RESUMABLE_FIELDS, map_location=self.device)
         if ckpt is None:
             save_checkpoint(snapshot(self.model), self.dir / "weights-epoch-0.pt")
@@ -180,8 +188,9 @@ class SupernetRun:
         self.logger.info(f"seed {self.seed}: resumed after epoch {self.epoch}")
 
     def _checkpoint(self) -> None:
-        save_checkpoint({"config": run_settings(self._run_config(), RESUMABLE_FIELDS), "epoch": self.epoch,
-                         "records": self.records, **self.trainer.state_dict()}, self.dir / CHECKPOINT)
+        save_checkpoint({"config": run_settings(seed_config(self.cfg, self.seed), RESUMABLE_FIELDS),
+                         "epoch": self.epoch, "records": self.records, **self.trainer.state_dict()},
+                        self.dir / CHECKPOINT)
 
     def base_weights(self) -> dict[str, torch.Tensor]:
         name = "weights-epoch-0.pt" if self.cfg.base == "init" else "weights-epoch-1.pt"
@@ -284,28 +293,20 @@ class AlphaRun:
         valid = TensorStream(data.valid_x, data.valid_y, cfg.batch_size, seed + 10_000, data.normalize, pad=data.pad,
                              channels_last=cfg.channels_last)
         self.steps_per_epoch = stream.steps_per_epoch
-        horizon = (cfg.lr_horizon_epochs or cfg.epochs) * self.steps_per_epoch
-        self.trainer = SupernetTrainer(model, RandomCellSampler(len(model.search_cells), seed), stream, cfg, horizon,
-                                       device, logger=logger, arch_step=self.alphas, arch_stream=valid)
-        if cfg.optimizer_semantics == "original":
-            self.trainer.optimizer = update_every_parameter(self.trainer.model, cfg.lr, cfg.momentum,
-                                                            cfg.weight_decay)
+        self.trainer = seed_trainer(cfg, model, RandomCellSampler(len(model.search_cells), seed), stream, device,
+                                    logger, arch_step=self.alphas, arch_stream=valid)
         self.epoch = 0
-        ckpt = open_run(self.dir / CHECKPOINT, self._run_config(), RESUMABLE_FIELDS, map_location=device)
+        ckpt = open_run(self.dir / CHECKPOINT, seed_config(cfg, seed), RESUMABLE_FIELDS, map_location=device)
         if ckpt is not None:
             self.trainer.load_state_dict(ckpt)
             self.alphas.load_state_dict(ckpt["alpha"])
             self.epoch = ckpt["epoch"]
             logger.info(f"seed {seed} alpha: resumed after epoch {self.epoch}")
 
-    def _run_config(self) -> NB201Config:
-        own = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(NB201Config)}
-        return dataclasses.replace(NB201Config(**own), seed=self.seed,
-                                   lr_horizon_epochs=self.cfg.lr_horizon_epochs or self.cfg.epochs)
-
     def _checkpoint(self) -> None:
-        save_checkpoint({"config": run_settings(self._run_config(), RESUMABLE_FIELDS), "epoch": self.epoch,
-                         **self.trainer.state_dict(), "alpha": self.alphas.state_dict()}, self.dir / CHECKPOINT)
+        save_checkpoint({"config": run_settings(seed_config(self.cfg, self.seed), RESUMABLE_FIELDS),
+                         "epoch": self.epoch, **self.trainer.state_dict(), "alpha": self.alphas.state_dict()},
+                        self.dir / CHECKPOINT)
 
     def train(self) -> dict[tuple[int, int], float]:
         """Train to ``--epochs``; returns softmax(alpha)[edge, op] of every operator."""
