@@ -4,7 +4,8 @@ embedded 12,000 real CIFAR-10 images, width 0.25, 32x32, stem stride 1.
 
 Policies:
   fixed          one architecture every step (a plain network: the speed a single path learns at)
-  mix-residual   a random op at the 15 residual layers only; the 6 stride-2 / channel-changing layers fixed
+  mix-residual   a random op at the 16 residual layers only (at width 0.25 layer 12 is 32 -> 32, so residual);
+                 the 5 stride-2 / channel-changing layers fixed
   mix-all        a random op at every layer: SPOS' uniform sampling, what shrinking and searching train
   mix-all-zero   mix-all with every residual block starting as the identity (``--zero_init_residual``)
 
@@ -45,7 +46,7 @@ def run(policy: str, steps: int, data, seed: int) -> tuple[float, float]:
     model = space.supernet()
     init_weights(model, "he_fanout", zero_init_residual=policy == "mix-all-zero")
     ops = [list(site) for site in space.initial_operations()]
-    residual = {i for i, layer in enumerate(space.layers) if layer.stride == 1 and layer.inp == layer.oup}
+    residual = {i for i, layer in enumerate(model.layers) if layer.ops[0].use_residual}
     random_sites = {"fixed": set(), "mix-residual": residual}.get(policy, set(range(len(ops))))
     cfg = SupernetTrainConfig(batch_size=64, lr=0.1, seed=seed, device="cpu", checkpoint_minutes=0)
     stream = data.train_stream(64, seed, 0, 1, True)

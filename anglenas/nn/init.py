@@ -12,7 +12,8 @@ def init_weights(model: nn.Module, scheme: str, zero_init_residual: bool = False
     ``he_fanout``: conv weights N(0, sqrt(2 / (k*k*C_out))), BN gamma=1 beta=0, Linear left at PyTorch's default
     (the SPOS shrinking supernet, whose random weights are the angle's W0). ``default``: PyTorch's own init.
     ``zero_init_residual`` then starts every residual block that supports it (``zero_init_last()``) as the
-    identity, which a deep single-path supernet needs to learn within a few hundred steps (not in the original).
+    identity, which helps a deep single-path supernet leave chance early (``bench/bench_supernet_learning.py``;
+    not in the original).
     """
     if scheme not in ("he_fanout", "default"):
         raise ValueError(f"unknown init scheme {scheme!r} (he_fanout or default)")
