@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from anglenas.errors import UserError
-from anglenas.spaces import _SPACES, get_space, space_for_num_sites
+from anglenas.spaces import get_space, space_for_num_sites
 from anglenas.spaces.base import SearchSpace
+from anglenas.spaces.registry import SPACES
 
 SEARCH_RESULT_FORMAT = "anglenas-search-result"
 
 
 def published() -> dict[str, tuple[str, Any]]:
     """Every registered space's published architectures: name -> (space name, arch)."""
-    return {name: (space.name, arch) for space in _SPACES.values() for name, arch in space.published.items()}
+    return {name: (space.name, arch) for space in SPACES.all() for name, arch in space.published.items()}
 
 
 def format_arch(arch: Any) -> str:
@@ -98,7 +99,7 @@ def parse_arch(value: str, space: str | None = None, rank: int = 0) -> tuple[str
 def _read_arch_file(value: str, space: str | None, rank: int) -> tuple[str, Any]:
     """A search result, or a file that a space reads itself (e.g. DARTS' genotype.json)."""
     path = Path(value)
-    candidates = [get_space(space)] if space else list(_SPACES.values())
+    candidates = [get_space(space)] if space else SPACES.all()
     if path.is_file():
         for candidate in candidates:
             arch = candidate.read_arch_file(path)

@@ -8,9 +8,7 @@ costs ``pre + post + sum(layers[site][op])``. Each space measures its own table 
 """
 from __future__ import annotations
 
-import functools
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +19,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from anglenas.errors import UserError
+
+
 def chain_flops(module: nn.Module, input_size: int) -> tuple[int, int]:
     """(FLOPs, params) of a module whose convs and linears run one after another, for one square input.
 
@@ -92,26 +92,19 @@ class FlopsTable:
         return "{\n" + ",\n".join(lines) + "\n}\n"
 
     @classmethod
-    def load(cls, path: str | Path) -> "FlopsTable":
-        """Read a table written by :meth:`to_json` (a MobileNet table of the first version, 6 columns without the
-        identity column, gets its zero identity column back)."""
+    def load(cls, path: str | Path, num_ops: int = 0) -> "FlopsTable":
+        """Read a table written by :meth:`to_json`; rows shorter than ``num_ops`` (a MobileNet table of the first
+        version: 6 columns without the identity column) get zero columns appended."""
         try:
             doc = json.loads(Path(path).read_text())
             table = cls(**doc)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
             raise UserError(f"cannot read FLOPs table {path}: {exc}") from None
-        from anglenas.spaces import get_space
-
-        width = len(get_space(table.space).op_names)
+        width = max([num_ops, *(len(row) for row in table.layers)])
         for rows in (table.layers, table.layer_params):
             for row in rows:
                 row.extend([0] * (width - len(row)))
         return table
-
-
-def build_flops_table(space) -> FlopsTable:
-    """The table of ``space`` (any registered :class:`~anglenas.spaces.base.SearchSpace`) at its own size."""
-    return space.flops_table()
 
 
 def counted_macs(build: Callable[[], nn.Module], input_size: int) -> int:
@@ -129,39 +122,3 @@ def counted_macs(build: Callable[[], nn.Module], input_size: int) -> int:
     for hook in hooks:
         hook.remove()
     return counter.get_total_flops() // 2 + sum((m.in_features - 1) * m.out_features for m in ran)
-
-
-def measure_mobile_space(space) -> FlopsTable:
-    """The table of a :class:`~anglenas.spaces.mobilenet.MobileSpace` (identity, op -1, costs 0)."""
-    with torch.device("meta"):  # shapes only: no memory, no init cost
-        return _measure_mobile(space)
-
-
-def _measure_mobile(s) -> FlopsTable:
-    from anglenas.nn.blocks import InvertedResidual, conv_bn_relu6, make_block
-    from anglenas.spaces.mobilenet import BLOCK_KEYS
-
-    pre, pre_params = chain_flops(
-        nn.Sequential(conv_bn_relu6(3, s.stem_channels, 3, s.stem_stride),
-             InvertedResidual(s.stem_channels, s.first_block_channels, 3, 1, 1)),
-        s.input_size)
-    final_res = math.ceil(s.layers[-1].input_res / s.layers[-1].stride)
-    head = nn.Sequential(conv_bn_relu6(s.layers[-1].oup, s.head_channels, 1, 1), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(s.head_channels, s.num_classes))
-    post, post_params = chain_flops(head, final_res)
-    flops, params = [], []
-    for layer in s.layers:
-        costs = [chain_flops(make_block(op, layer.inp, layer.oup, layer.stride), layer.input_res)
-                 for op in range(len(BLOCK_KEYS))]
-        flops.append([c[0] for c in costs] + [0])  # identity
-        params.append([c[1] for c in costs] + [0])
-    return FlopsTable(s.name, s.input_size, s.width_mult, s.num_classes, s.stem_stride, pre, post, flops,
-                      pre_params, post_params, params)
-
-
-@functools.lru_cache(maxsize=None)
-def reference_table(space_name: str) -> FlopsTable:
-    """The table of a registered space at the paper's size; FLOPs limits are expressed in it."""
-    from anglenas.spaces import get_space
-
-    return get_space(space_name).flops_table()

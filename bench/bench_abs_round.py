@@ -11,15 +11,12 @@ import time
 
 import numpy as np
 import torch
-
-
 from common import device_name, direct_angles, sync  # bench/ is on the path of a bench script
 
 from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler
 from anglenas.abs.scoring import score_operators
-from anglenas.flops import reference_table
-from anglenas.spaces import get_space
+from anglenas.spaces import get_space, reference_table
 
 
 def main() -> None:

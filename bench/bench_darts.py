@@ -20,13 +20,11 @@ import time
 from types import SimpleNamespace
 
 import torch
-
-
 from common import RandomStream, device_name, sync  # bench/ is on the path of a bench script
 
-from anglenas.darts.architect import Architect
-from anglenas.darts.model_search import SearchNetwork
-from anglenas.darts.searchdata import train_epoch
+from anglenas.searchers.darts.architect import Architect
+from anglenas.searchers.darts.searchdata import train_epoch
+from anglenas.spaces.darts.model_search import SearchNetwork
 from anglenas.train.supernet import autocast_context
 
 ABS_OPS = [[0, 4], [3, 6], [1, 5], [4, 7], [2, 6], [0, 5], [3, 4], [6, 7], [1, 4], [0, 7], [5, 6], [3, 5], [2, 4],

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
 

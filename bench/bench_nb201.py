@@ -13,15 +13,14 @@ import argparse
 import time
 
 import torch
-
-
-from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
-from anglenas.abs.angle import ArchAngles, snapshot
-from anglenas.nb201.optim import update_every_parameter
-from anglenas.nb201.space import all_cells
-from anglenas.spaces.nb201 import NB201_SPACE
-from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 from common import RandomStream, sync  # bench/ is on the path of a bench script
+
+from anglenas.abs.angle import ArchAngles, snapshot
+from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
+from anglenas.nb201.optim import update_every_parameter
+from anglenas.spaces.nb201.cells import all_cells
+from anglenas.spaces.nb201.space import NB201_SPACE
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 
 def timed(fn, device: torch.device, repeat: int) -> float:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from anglenas.data.device_cifar import PIPELINES, DeviceLoader, eval_batches
-from anglenas.pertnas.model import CANDIDATES, PertNasNetwork, expand_edge
-from anglenas.pertnas.perturb import StepSettings, accuracy, train_steps
+from anglenas.searchers.pertnas.model import CANDIDATES, PertNasNetwork, expand_edge
+from anglenas.searchers.pertnas.perturb import StepSettings, accuracy, train_steps
 
 
 def sync(device: torch.device) -> None:

@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-
-
 from common import RandomStream, device_name, sync, throughput_parser  # bench/ is on the path of a bench script
 
 from anglenas.operations import Operations
-from anglenas.proxyless import ProxylessConfig, ProxylessSearch
+from anglenas.searchers.proxyless import ProxylessConfig, ProxylessSearch
 from anglenas.spaces import get_space
 
 

@@ -30,13 +30,13 @@ import torch
 from anglenas.checkpoint import save_checkpoint
 from anglenas.data import DataConfig
 from anglenas.log import RunLogger
-from anglenas.nn import MobileSuperNet
 from anglenas.operations import Operations, load_operations
-from anglenas.search.bn import recalibrate_bn
-from anglenas.search.evaluate import CandidateEvaluator, EvalSettings
-from anglenas.search.messages import weights_fingerprint
-from anglenas.search.mq import RabbitEvaluator, resolve_broker, BrokerConfig
+from anglenas.searchers.spos.bn import recalibrate_bn
+from anglenas.searchers.spos.evaluate import CandidateEvaluator, EvalSettings
+from anglenas.searchers.spos.messages import weights_fingerprint
+from anglenas.searchers.spos.mq import BrokerConfig, RabbitEvaluator, resolve_broker
 from anglenas.spaces import get_space
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 
 def _settings(a, bn_images=None) -> EvalSettings:

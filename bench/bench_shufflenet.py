@@ -16,10 +16,14 @@ from __future__ import annotations
 import time
 
 import torch
+from common import (  # bench/ is on the path of a bench script
+    RandomStream,
+    device_name,
+    report_variants,
+    sync,
+    throughput_parser,
+)
 from torch import nn
-
-
-from common import RandomStream, device_name, report_variants, sync, throughput_parser  # bench/ is on the path of a bench script
 
 from anglenas.spaces import get_space
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer

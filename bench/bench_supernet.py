@@ -26,9 +26,13 @@ import time
 from typing import Callable
 
 import torch
-
-
-from common import RandomStream, device_name, report_variants, sync, throughput_parser  # bench/ is on the path of a bench script
+from common import (  # bench/ is on the path of a bench script
+    RandomStream,
+    device_name,
+    report_variants,
+    sync,
+    throughput_parser,
+)
 
 from anglenas.spaces import get_space
 from anglenas.train.fast import fused_sgd

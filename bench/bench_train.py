@@ -3,7 +3,7 @@
 Variants, all in the same run on the same device and model:
   plain-fp32       a plain loop: fp32, NCHW, eager; zero_grad, forward, label-smoothed CE, backward,
                    clip_grad_norm, SGD step
-  fp32-cl          our training step (anglenas.train.final.train_step) in fp32 with channels_last
+  fp32-cl          our training step (anglenas.stages.train.train_step) in fp32 with channels_last
   bf16-cl          our default on CUDA: bf16 autocast + channels_last
   bf16-cl-compile  the same under torch.compile (``--compile``; compile time reported apart)
 
@@ -12,11 +12,13 @@ Variants, all in the same run on the same device and model:
 """
 from __future__ import annotations
 
-
 import torch
-
-
-from common import device_name, final_train_rate, report_variants, throughput_parser  # bench/ is on the path of a bench script
+from common import (  # bench/ is on the path of a bench script
+    device_name,
+    final_train_rate,
+    report_variants,
+    throughput_parser,
+)
 
 from anglenas.archs import published
 

@@ -94,7 +94,7 @@ def final_train_rate(variant: str, arch: str, batch: int, size: int, width: floa
 
     ``plain-fp32``: a plain fp32 NCHW eager loop (zero_grad, forward, label-smoothed CE, backward,
     ``clip_grad_norm_``, SGD). ``fp32-cl`` / ``bf16-cl`` / ``bf16-cl-compile``: our step
-    (:func:`anglenas.train.final.train_step`) with channels_last, bf16 autocast, ``torch.compile``.
+    (:func:`anglenas.stages.train.train_step`) with channels_last, bf16 autocast, ``torch.compile``.
     """
     import time
 
@@ -102,7 +102,7 @@ def final_train_rate(variant: str, arch: str, batch: int, size: int, width: floa
 
     from anglenas.archs import published
     from anglenas.spaces import get_space
-    from anglenas.train.final import train_step
+    from anglenas.stages.train import train_step
     from anglenas.train.optim import sgd
 
     torch.manual_seed(0)

@@ -230,7 +230,7 @@ def broker_reachable() -> bool:
 
 def smoke(check: Check, sec: dict) -> None:
     from anglenas.operations import Operations
-    from anglenas.search.registry import get_searcher, searcher_names
+    from anglenas.searchers.registry import get_searcher, searcher_names
     from anglenas.spaces import get_space, space_names
 
     get_searcher("spos")  # loads the built-in searchers
@@ -300,7 +300,7 @@ def smoke(check: Check, sec: dict) -> None:
     for name in searchers:
         label = f"searcher {name}"
         if name not in registered:
-            stages[label] = {"status": "not present (not registered in anglenas.search.registry)"}
+            stages[label] = {"status": "not present (not registered in anglenas.searchers.registry)"}
         elif name not in recipes:  # the searcher's own --demo preset through a generic entry point
             run(label, str(generic_entry(check.work, name)),
                 ["--demo", "--save", str(smoke_dir / f"searcher-{name}")])
@@ -317,7 +317,7 @@ GENERIC_ENTRY = """# written by bench/gpu_check.py: searcher {name!r} with its m
 import importlib, sys
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.search.registry import get_searcher
+from anglenas.searchers.registry import get_searcher
 searcher = get_searcher({name!r})
 demo = getattr(importlib.import_module(searcher.run.__module__), "DEMO", {{}})
 cli(lambda: searcher.run(parse_config(searcher.config, sys.argv[1:], presets={{"demo": demo}})))()
@@ -419,8 +419,7 @@ def abs_round(check: Check, sec: dict) -> None:
     from anglenas.abs.angle import ArchAngles, snapshot
     from anglenas.abs.candidates import CandidateSampler
     from anglenas.abs.scoring import score_operators
-    from anglenas.flops import reference_table
-    from anglenas.spaces import get_space
+    from anglenas.spaces import get_space, reference_table
 
     width, sample_num, direct_n = (0.25, 5, 3) if check.tiny else (1.0, 1000, 100)
     space = get_space("gpu").scaled(width) if width != 1.0 else get_space("gpu")
@@ -473,8 +472,9 @@ def abs_round(check: Check, sec: dict) -> None:
 
 # -- section 4: final training and data loading ----------------------------------------------------------------
 def train_data(check: Check, sec: dict) -> None:
-    from anglenas.data import DataConfig, build_data
     from bench_data import make_folder, rate
+
+    from anglenas.data import DataConfig, build_data
 
     if check.tiny:
         batch, size, width, steps, warmup = 4, 32, 0.25, 1, 0

@@ -9,7 +9,7 @@ command again to resume a killed search after its last finished decision.
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.pertnas.search import DEMO, PertNasConfig, run_pertnas
+from anglenas.searchers.pertnas.search import DEMO, PertNasConfig, run_pertnas
 
 
 @cli

@@ -9,8 +9,8 @@ Genotype(...) string. Auxiliary head and cutout are on by default (--no-auxiliar
 command again to resume a killed run.
 """
 from anglenas.config import parse_config
-from anglenas.darts.train_cifar import DEMO, CifarTrainConfig, evaluate_checkpoint, run_train
 from anglenas.errors import cli
+from anglenas.stages.train_cifar import DEMO, CifarTrainConfig, evaluate_checkpoint, run_train
 
 
 @cli

@@ -8,8 +8,8 @@ operations.json of shrinking/main.py --space darts, or the original's pickle; wi
 searched. Run the same command again to resume a killed run.
 """
 from anglenas.config import parse_config
-from anglenas.darts.search import DEMO, DartsConfig, run_darts
 from anglenas.errors import cli
+from anglenas.searchers.darts.search import DEMO, DartsConfig, run_darts
 
 
 @cli

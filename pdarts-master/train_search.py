@@ -9,8 +9,8 @@ file's ops; without it upstream's 3-stage schedule runs from all 8 ops. List fla
 ...) take one comma-separated value per stage. Run the same command again to resume a killed run.
 """
 from anglenas.config import parse_config
-from anglenas.darts.pdarts import DEMO, PdartsConfig, run_pdarts
 from anglenas.errors import cli
+from anglenas.searchers.darts.pdarts import DEMO, PdartsConfig, run_pdarts
 
 
 @cli

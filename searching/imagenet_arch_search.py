@@ -7,7 +7,7 @@ trains, and DIR/arch_probabilities.png; run the same command again to resume aft
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.proxyless import DEMO, ProxylessConfig, run_proxyless
+from anglenas.searchers.proxyless import DEMO, ProxylessConfig, run_proxyless
 
 
 @cli

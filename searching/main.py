@@ -8,9 +8,9 @@ evaluator (--backend local) or RabbitMQ test servers (--backend rabbitmq; start 
 Writes SAVE/search_result.json; run again with the same arguments to resume.
 """
 from anglenas.errors import cli
-from anglenas.search.mq import parse_with_broker, site_broker_settings
-from anglenas.search.registry import get_searcher
-from anglenas.search.run import DEMO, SearchConfig
+from anglenas.searchers.registry import get_searcher
+from anglenas.searchers.spos.mq import parse_with_broker, site_broker_settings
+from anglenas.searchers.spos.search import DEMO, SearchConfig
 
 
 @cli

@@ -4,8 +4,8 @@ the search; stop with Ctrl-C (the request in progress goes back to the queue). T
 searching/config.py, ANGLENAS_MQ_* variables or flags; wrong ones, like a missing data folder, stop it at start.
 """
 from anglenas.errors import cli
-from anglenas.search.mq import parse_with_broker, site_broker_settings
-from anglenas.search.server import DEMO, ServerConfig, TestServer
+from anglenas.searchers.spos.mq import parse_with_broker, site_broker_settings
+from anglenas.searchers.spos.server import DEMO, ServerConfig, TestServer
 
 
 @cli

@@ -6,9 +6,9 @@
 Spaces: gpu, fairnas, darts, shufflenetv2 (and any registered one). Writes SAVE/operations.json; run again with
 the same arguments to resume (Ctrl-C writes a checkpoint first).
 """
-from anglenas.abs.shrink import DEMO, ShrinkConfig, Shrinker
 from anglenas.config import parse_config
 from anglenas.errors import cli
+from anglenas.stages.shrink import DEMO, ShrinkConfig, Shrinker
 
 
 @cli

@@ -3,8 +3,8 @@ import torch
 import torch.distributed as dist
 
 from anglenas.data import DataConfig, build_data
-from anglenas.nn import MobileSuperNet
 from anglenas.spaces.mobilenet import GPU_SPACE
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 from anglenas.train.dist import init_distributed
 from anglenas.train.samplers import UniformPathSampler
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer

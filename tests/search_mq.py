@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pika
 import pytest
-
 from search_common import SEARCHING
 
 HOST = os.environ.get("ANGLENAS_TEST_MQ_HOST", "127.0.0.1")

@@ -7,9 +7,9 @@ from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
 from anglenas.errors import UserError
-from anglenas.flops import reference_table
-from anglenas.nn import MobileSuperNet
+from anglenas.spaces import reference_table
 from anglenas.spaces.mobilenet import FAIRNAS_SPACE, GPU_SPACE, IDENTITY
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 
 def direct_angle(model, base, arch):

@@ -7,7 +7,7 @@ import torch
 
 from anglenas.checkpoint import load_checkpoint, save_checkpoint
 from anglenas.errors import UserError
-from anglenas.search.journal import read_search_state
+from anglenas.searchers.spos.journal import read_search_state
 from anglenas.train.dist import pick_device
 
 

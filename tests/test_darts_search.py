@@ -10,15 +10,16 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
 
-from anglenas.darts.architect import Architect
-from anglenas.darts.genotypes import DARTS_V2, Genotype, load_genotype, parse_genotype, save_genotype
-from anglenas.darts.model_eval import NetworkCIFAR, NetworkImageNet
-from anglenas.darts.model_search import SearchNetwork, derive_cell
-from anglenas.darts.ops import PRIMITIVES, DilConv, FactorizedReduce, Identity, SepConv, Zero
-from anglenas.darts.search import DartsConfig, run_darts
-from anglenas.darts.searchdata import read_edge_ops
-from anglenas.darts.train_cifar import CifarTrainConfig, cutout, evaluate_checkpoint, run_train
 from anglenas.errors import UserError
+from anglenas.searchers.darts.architect import Architect
+from anglenas.searchers.darts.search import DartsConfig, run_darts
+from anglenas.searchers.darts.searchdata import read_edge_ops
+from anglenas.spaces.darts.genotypes import DARTS_V2, Genotype, load_genotype, parse_genotype, save_genotype
+from anglenas.spaces.darts.model_eval import NetworkCIFAR, NetworkImageNet
+from anglenas.spaces.darts.model_search import SearchNetwork, derive_cell
+from anglenas.spaces.darts.ops import PRIMITIVES, DilConv, FactorizedReduce, Identity, SepConv, Zero
+from anglenas.stages.train_cifar import CifarTrainConfig, cutout, evaluate_checkpoint, run_train
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -207,8 +208,8 @@ def test_tiny_search_writes_genotype_and_resumes(tmp_path, monkeypatch):
             edge = [0, 2, 5, 9][i // 2] + src
             assert op != "none" and PRIMITIVES.index(op) in ABS_OPS[edge]
     assert (tmp_path / "a" / "alphas.png").is_file() and (tmp_path / "a" / "genotype.png").is_file()
-    monkeypatch.setattr("anglenas.darts.search.plot_alphas", lambda *args: None)   # figures: checked above
-    monkeypatch.setattr("anglenas.darts.search.plot_genotype", lambda *args: Figure(figsize=(1, 1)))
+    monkeypatch.setattr("anglenas.searchers.darts.search.plot_alphas", lambda *args: None)   # figures: checked above
+    monkeypatch.setattr("anglenas.searchers.darts.search.plot_genotype", lambda *args: Figure(figsize=(1, 1)))
     assert run_darts(_cfg(tmp_path / "b", ops_path), max_epochs=1) is None       # killed after epoch 1
     resumed = run_darts(_cfg(tmp_path / "b", ops_path))
     assert resumed == straight

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from anglenas.config import parse_config
-from anglenas.flops import reference_table
-from anglenas.search.evolution import EvolutionConfig, EvolutionSearch
-from anglenas.search.run import SearchConfig
-from anglenas.spaces import get_space
+from anglenas.searchers.spos.evolution import EvolutionConfig, EvolutionSearch
+from anglenas.searchers.spos.search import SearchConfig
+from anglenas.spaces import get_space, reference_table
 from anglenas.spaces.mobilenet import FAIRNAS_STEM_OVERCOUNT, IDENTITY
-from anglenas.train.final import FinalTrainConfig
+from anglenas.stages.train import FinalTrainConfig
 from anglenas.train.optim import sgd
 
 FAIRNAS_ABS = [4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5]
@@ -80,7 +79,7 @@ def test_evolution_breeds_a_full_generation_without_random_fill():
 
 
 def test_base_weights_are_replaced_after_the_operators_actually_dropped(tmp_path):
-    from anglenas.abs.shrink import DEMO, ShrinkConfig, Shrinker
+    from anglenas.stages.shrink import DEMO, ShrinkConfig, Shrinker
 
     cfg = parse_config(ShrinkConfig, presets={"demo": DEMO}, argv=[
         "--demo", "--drop_rule", "per_layer", "--base_refresh_threshold", "30", "--first_stage_epochs", "0",

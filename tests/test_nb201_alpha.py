@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from anglenas.nb201.alpha import AlphaStep, RandomCellSampler, joint_cell, joint_forward
-from anglenas.nb201.model import NB201SuperNet
+from anglenas.spaces.nb201.supernet import NB201SuperNet
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from anglenas.errors import UserError
-from anglenas.nb201 import space
 from anglenas.nb201.api import TABLE, Benchmark
-from anglenas.nb201.network import NB201Network, cell_cost, counted_cost
+from anglenas.spaces.nb201 import cells as space
+from anglenas.spaces.nb201.network import NB201Network, cell_cost, counted_cost
 
 BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 

@@ -6,10 +6,9 @@ import torch
 
 from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.nb201.metrics import kendall_tau, recalibrated_bn, spearman_rho, supernet_accuracy
-from anglenas.nb201.model import NB201SuperNet
-from anglenas.nb201.space import EDGES, NONE, POOL, SKIP, all_cells
-from anglenas.spaces.nb201 import NB201_SPACE, CellPathSampler
-
+from anglenas.spaces.nb201.cells import EDGES, NONE, POOL, SKIP, all_cells
+from anglenas.spaces.nb201.space import NB201_SPACE, CellPathSampler
+from anglenas.spaces.nb201.supernet import NB201SuperNet
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,7 +48,7 @@ def direct_vector(model, weights, cells):
                 if op == POOL:
                     parts.append(torch.full((cell.channels * 9,), 1 / 9))
                 elif op != SKIP:
-                    parts.append(weights[names[id(cell.edges[e][op][1].weight)]].reshape(-1))
+                    parts.append(weights[names[id(cell.edges[e][op].op[1].weight)]].reshape(-1))
     return torch.cat([p.double() for p in parts])
 
 
@@ -101,10 +100,10 @@ def test_supernet_runs_each_cell_own_op():
     model(x, path).sum().backward()
     used = {n for n, p in model.named_parameters() if p.grad is not None and "layers" in n}
     # cell 0 = layers.0, cell 1 = layers.2, cell 2 = layers.4; conv weights of chosen convs only
-    assert "layers.0.edges.1.3.1.weight" in used and "layers.0.edges.3.2.1.weight" in used
-    assert "layers.0.edges.0.3.1.weight" not in used  # node 1 of cell 0 feeds only `none` edges
-    assert "layers.2.edges.5.3.1.weight" in used and "layers.4.edges.0.2.1.weight" in used
-    assert "layers.2.edges.0.3.1.weight" not in used and "layers.4.edges.5.3.1.weight" not in used
+    assert "layers.0.edges.1.3.op.1.weight" in used and "layers.0.edges.3.2.op.1.weight" in used
+    assert "layers.0.edges.0.3.op.1.weight" not in used  # node 1 of cell 0 feeds only `none` edges
+    assert "layers.2.edges.5.3.op.1.weight" in used and "layers.4.edges.0.2.op.1.weight" in used
+    assert "layers.2.edges.0.3.op.1.weight" not in used and "layers.4.edges.5.3.op.1.weight" not in used
     assert model(x, (3, 3, 3, 3, 3, 3)).shape == (4, 10)
 
 
@@ -137,7 +136,7 @@ def test_angle_weight_protocol():
     assert model.num_instances == 3
     params = {id(p) for p in model.parameters()}
     conv = model.choice_weights(2, 3, instance=1)
-    assert len(conv) == 1 and conv[0] is model.layers[2].edges[2][3][1].weight and conv[0].shape == (8, 8, 3, 3)
+    assert len(conv) == 1 and conv[0] is model.layers[2].edges[2][3].op[1].weight and conv[0].shape == (8, 8, 3, 3)
     (pool,) = model.choice_weights(5, POOL, instance=2)
     assert id(pool) not in params and pool.shape == (16, 3, 3) and torch.all(pool == 1 / 9)
     assert model.choice_weights(0, SKIP) == [] and model.choice_weights(0, NONE) == []
@@ -164,7 +163,7 @@ def test_original_semantics_steps_every_parameter():
     """An op off the path (1x1 on edge 0) and the BN gamma under the original's Nesterov SGD with a zero gradient:
     buf = wd * p, d = wd * p + m * buf, p' = p - lr * wd * (1 + m) * p; ours leaves it untouched."""
     model, before, (lr, m, wd) = one_step("original")
-    name = "layers.0.edges.0.2.1.weight"
+    name = "layers.0.edges.0.2.op.1.weight"
     now = dict(model.named_parameters())
     assert torch.allclose(now[name], before[name] * (1 - lr * wd * (1 + m)), rtol=1e-6, atol=0)
     assert not torch.equal(now[name], before[name])
@@ -173,3 +172,22 @@ def test_original_semantics_steps_every_parameter():
     ours = dict(model_ours.named_parameters())
     assert torch.equal(ours[name], before_ours[name])
     assert torch.equal(before[bn], before_ours[bn]) and not torch.allclose(now[bn], ours[bn], rtol=0, atol=0)
+
+
+def test_checkpoints_with_the_old_module_names_still_load():
+    """Before NB201 shared DARTS' ReLUConvBN its conv sat at ``X.1`` (now ``X.op.1``): old files still load."""
+    import re
+
+    from anglenas.spaces.nb201.network import NB201Network
+    from anglenas.spaces.nb201.supernet import NB201SuperNet, upgrade_keys
+
+    for make in (lambda: NB201Network((3, 2, 1, 4, 0, 3), channels=4, cells_per_stage=1),
+                 lambda: NB201SuperNet(10, 4, 1)):
+        torch.manual_seed(0)
+        state = make().state_dict()
+        old = {re.sub(r"\.op\.(\d)\.", r".\1.", k): v for k, v in state.items()}
+        assert sum(".op." in k for k in state) > 5 and not any(".op." in k for k in old)
+        fresh = make()
+        fresh.load_state_dict(old)
+        assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+        assert upgrade_keys(old).keys() == state.keys() and upgrade_keys(state).keys() == state.keys()

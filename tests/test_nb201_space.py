@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from anglenas.errors import UserError
-from anglenas.nb201 import space
 from anglenas.nb201.api import TABLE, Benchmark
+from anglenas.spaces.nb201 import cells as space
 
 ROOT = Path(__file__).resolve().parents[1]
 BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -152,7 +152,7 @@ def test_imagenet16_pickles(tmp_path):
 # -- the registered "nb201" SearchSpace ----------------------------------------------------------------------------
 def test_registered_space_sites_and_ops():
     from anglenas.spaces import get_space
-    from anglenas.spaces.nb201 import NB201Space
+    from anglenas.spaces.nb201.space import NB201Space
 
     s = get_space("nb201")
     assert isinstance(s, NB201Space) and s.channels == 16 and s.cells_per_stage == 5 and s.num_cells == 15
@@ -173,7 +173,7 @@ def test_registered_space_sites_and_ops():
 
 def test_flops_table_by_hand():
     """C=4, N=1, 8x8 input, 10 classes, counted by hand (multiply-accumulates; Linear (2 * in - 1) * out)."""
-    from anglenas.spaces.nb201 import NB201_SPACE
+    from anglenas.spaces.nb201.space import NB201_SPACE
 
     s = NB201_SPACE.sized(4, 1, 8, 10)
     t = s.flops_table()
@@ -194,7 +194,7 @@ def test_flops_table_by_hand():
 def test_space_sampler_and_network_from_supernet():
     import torch
 
-    from anglenas.spaces.nb201 import NB201_SPACE, CellPathSampler
+    from anglenas.spaces.nb201.space import NB201_SPACE, CellPathSampler
 
     s = NB201_SPACE.sized(4, 1, 8, 10)
     ops = [[3], [0, 1], [0], [0, 4], [0], [0]]

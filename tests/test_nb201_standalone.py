@@ -10,12 +10,21 @@ import torch
 
 from anglenas.checkpoint import load_checkpoint
 from anglenas.errors import UserError
-from anglenas.nb201 import space
 from anglenas.nb201.api import Benchmark
-from anglenas.nb201.model import NB201SuperNet
-from anglenas.nb201.network import NB201Network, path_state_dict
-from anglenas.nb201.standalone import (ORIGINAL_INDICES, StandaloneConfig, StandaloneData, StandaloneTauConfig,
-                                       original_cells, run_standalone_tau, standalone_angle, tau_report, train_cell)
+from anglenas.nb201.standalone import (
+    ORIGINAL_INDICES,
+    StandaloneConfig,
+    StandaloneData,
+    StandaloneTauConfig,
+    original_cells,
+    run_standalone_tau,
+    standalone_angle,
+    tau_report,
+    train_cell,
+)
+from anglenas.spaces.nb201 import cells as space
+from anglenas.spaces.nb201.network import NB201Network, path_state_dict
+from anglenas.spaces.nb201.supernet import NB201SuperNet
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="embedded", channels=4, cells_per_stage=1, resolution=8, train_limit=128, test_limit=64,
@@ -90,8 +99,8 @@ def test_original_cells_follow_gen_all_order(api):
 
 FIXED = ["lastact.0.weight", "lastact.0.bias", "classifier.weight", "classifier.bias", "stem.0.weight",
          "stem.1.weight", "stem.1.bias"] + [f"layers.{i}.{name}" for i in (1, 3) for name in (
-             "conv_a.1.weight", "conv_a.2.weight", "conv_a.2.bias", "conv_b.1.weight", "conv_b.2.weight",
-             "conv_b.2.bias", "downsample.1.weight")]
+             "conv_a.op.1.weight", "conv_a.op.2.weight", "conv_a.op.2.bias", "conv_b.op.1.weight",
+             "conv_b.op.2.weight", "conv_b.op.2.bias", "downsample.1.weight")]
 """Spec §3.4's fixed part for C=4, N=1 (cells are layers 0, 2, 4; reductions 1, 3)."""
 
 
@@ -108,9 +117,9 @@ def test_standalone_angle_is_the_spec_vector():
     widths = {0: 4, 2: 8, 4: 16}
     # (3, 4, 1, 2, 0, 3): edges 1<-0 conv3, 2<-0 pool, 2<-1 skip, 3<-0 conv1, 3<-1 none, 3<-2 conv3; path-major:
     # [0,3] -> 3<-0; [0,2,3] -> pool, 3<-2; [0,1,2,3] -> 1<-0, (skip), 3<-2; [0,1,3] crosses `none`: dropped
-    cases = {(3, 4, 1, 2, 0, 3): [f"layers.{i}.edges.3.1.weight" for i in widths]
-             + [x for i in widths for x in (widths[i], f"layers.{i}.edges.5.1.weight")]
-             + [x for i in widths for x in (f"layers.{i}.edges.0.1.weight", f"layers.{i}.edges.5.1.weight")],
+    cases = {(3, 4, 1, 2, 0, 3): [f"layers.{i}.edges.3.op.1.weight" for i in widths]
+             + [x for i in widths for x in (widths[i], f"layers.{i}.edges.5.op.1.weight")]
+             + [x for i in widths for x in (f"layers.{i}.edges.0.op.1.weight", f"layers.{i}.edges.5.op.1.weight")],
              (0, 0, 0, 0, 0, 0): []}
     for cell, path_parts in cases.items():
         net = NB201Network(cell, channels=4, cells_per_stage=1)

@@ -8,13 +8,25 @@ import pytest
 import torch
 
 from anglenas.config import parse_config
-from anglenas.darts.genotypes import load_genotype
-from anglenas.darts.ops import PRIMITIVES
-from anglenas.darts.pdarts import (PdartsConfig, build_schedule, drop_ops, edge_strength, final_genotypes,
-                                   keep_two_edges, min_k_no_zero, restrict_skips, run_pdarts, skip_count,
-                                   skip_dropout_rate, switched_on, switches_from_ops)
-from anglenas.darts.search import DartsConfig
 from anglenas.errors import UserError
+from anglenas.searchers.darts.pdarts import (
+    PdartsConfig,
+    build_schedule,
+    drop_ops,
+    edge_strength,
+    final_genotypes,
+    keep_two_edges,
+    min_k_no_zero,
+    restrict_skips,
+    run_pdarts,
+    skip_count,
+    skip_dropout_rate,
+    switched_on,
+    switches_from_ops,
+)
+from anglenas.searchers.darts.search import DartsConfig
+from anglenas.spaces.darts.genotypes import load_genotype
+from anglenas.spaces.darts.ops import PRIMITIVES
 
 NONE, SKIP, SEP3, SEP5, DIL3, DIL5 = 0, 3, 4, 5, 6, 7
 

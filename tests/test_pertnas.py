@@ -15,13 +15,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from anglenas.darts.ops import PRIMITIVES
 from anglenas.data.device_cifar import load_device_cifar
-from anglenas.pertnas import search as search_mod
-from anglenas.pertnas.model import CANDIDATES, PertNasNetwork, expand_edge
-from anglenas.pertnas.perturb import Candidate, StepSettings, accuracy, perturb_val, train_steps
-from anglenas.pertnas.search import PertNasConfig, PertNasSearch, members_of_rank, run_pertnas
-from anglenas.pertnas.select import FINE_ORDER, coarse_select, fine_select, node_order, to_genotype, topology_select
+from anglenas.searchers.pertnas import search as search_mod
+from anglenas.searchers.pertnas.model import CANDIDATES, PertNasNetwork, expand_edge
+from anglenas.searchers.pertnas.perturb import Candidate, StepSettings, accuracy, perturb_val, train_steps
+from anglenas.searchers.pertnas.search import PertNasConfig, PertNasSearch, members_of_rank, run_pertnas
+from anglenas.searchers.pertnas.select import (
+    FINE_ORDER,
+    coarse_select,
+    fine_select,
+    node_order,
+    to_genotype,
+    topology_select,
+)
+from anglenas.spaces.darts.ops import PRIMITIVES
 from anglenas.train.dist import DistEnv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,13 +12,13 @@ from anglenas.archs import load_search_result, parse_arch
 from anglenas.config import parse_config
 from anglenas.errors import UserError
 from anglenas.operations import Operations
-from anglenas.proxyless import DEMO, ProxylessConfig, ProxylessSearch
-from anglenas.proxyless.gates import MixedLayer
-from anglenas.proxyless.latency import flops_costs, hardware_loss, load_latency_table
-from anglenas.proxyless.model import ProxylessSuperNet
-from anglenas.search.registry import get_searcher
+from anglenas.searchers.proxyless import DEMO, ProxylessConfig, ProxylessSearch
+from anglenas.searchers.proxyless.gates import MixedLayer
+from anglenas.searchers.proxyless.latency import flops_costs, hardware_loss, load_latency_table
+from anglenas.searchers.registry import get_searcher
 from anglenas.spaces import get_space
 from anglenas.spaces.mobilenet import LayerSpec
+from anglenas.spaces.mobilenet.relaxed import ProxylessSuperNet
 
 GPU = get_space("gpu")
 

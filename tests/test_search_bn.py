@@ -4,9 +4,9 @@ import copy
 import torch
 from torch import nn
 
-from anglenas.nn import MobileSuperNet
-from anglenas.search.bn import batchnorms, recalibrate_bn
+from anglenas.searchers.spos.bn import batchnorms, recalibrate_bn
 from anglenas.spaces.mobilenet import GPU_SPACE
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 TINY = GPU_SPACE.scaled(0.25, 16, 10, stem_stride=1)
 ARCH = [0, 1, -1, 2, 3, -1, 4, 5, 0, -1, 1, 2, 3, 4, 5, 0, 1, -1, 2, 3, 4]

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 import pytest
+from search_common import SEARCHING, TINY, journal_results, main_cmd, run_main, write_operations
 
 from anglenas.config import parse_config
 from anglenas.errors import UserError
-from anglenas.flops import reference_table
 from anglenas.operations import load_operations
-from anglenas.search.run import Search, SearchConfig, make_sampler
-from search_common import SEARCHING, TINY, journal_results, main_cmd, run_main, write_operations
+from anglenas.searchers.spos.search import Search, SearchConfig, make_sampler
+from anglenas.spaces import reference_table
 
 
 def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path):
@@ -80,9 +80,9 @@ def test_local_worker_processes_give_the_in_process_numbers(tmp_path):
     import torch
 
     from anglenas.checkpoint import save_checkpoint
-    from anglenas.nn import MobileSuperNet
-    from anglenas.search.evaluate import CandidateEvaluator, LocalPoolEvaluator
+    from anglenas.searchers.spos.evaluate import CandidateEvaluator, LocalPoolEvaluator
     from anglenas.spaces import get_space
+    from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
     cfg = parse_config(SearchConfig, TINY + ["--operations_path", "x"])
     settings = cfg.eval_settings("gpu")

@@ -10,21 +10,21 @@ import time
 
 import pytest
 import torch
+from search_common import SEARCHING, TINY, journal_results, main_cmd, write_operations
+from search_mq import HOST, PORT, Server, broker, queues, rabbitmqctl  # noqa: F401  (fixtures)
 
 from anglenas.checkpoint import save_checkpoint
 from anglenas.config import parse_config
 from anglenas.data import DataConfig
-from anglenas.nn import MobileSuperNet
-from anglenas.search.evaluate import CandidateEvaluator
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.search.messages import decode_request, encode, make_request, make_result, weights_fingerprint
-from anglenas.search.mq import RabbitEvaluator, check_broker, resolve_broker
-from anglenas.search.run import Search, SearchConfig
-from anglenas.search import server as test_server
+from anglenas.searchers.spos import server as test_server
+from anglenas.searchers.spos.evaluate import CandidateEvaluator
+from anglenas.searchers.spos.messages import decode_request, encode, make_request, make_result, weights_fingerprint
+from anglenas.searchers.spos.mq import RabbitEvaluator, check_broker, resolve_broker
+from anglenas.searchers.spos.search import Search, SearchConfig
 from anglenas.spaces import get_space
-from search_common import SEARCHING, TINY, journal_results, main_cmd, write_operations
-from search_mq import HOST, PORT, Server, broker, queues, rabbitmqctl  # noqa: F401  (fixtures)
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 pytestmark = pytest.mark.usefixtures("broker")
 

@@ -9,9 +9,9 @@ from torch import nn
 
 from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.errors import UserError
-from anglenas.nn.shufflenet import ShuffleBlock, channel_split
 from anglenas.spaces import get_space
-from anglenas.spaces.shufflenetv2 import ShuffleNetV2Space
+from anglenas.spaces.shufflenetv2.model import ShuffleBlock, channel_split
+from anglenas.spaces.shufflenetv2.space import ShuffleNetV2Space
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend for the shared CPUs
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-import anglenas.spaces.darts  # noqa: F401  (registers "darts" until spaces/__init__ imports it)
+import anglenas.spaces.darts.space  # noqa: F401  (registers "darts" until spaces/__init__ imports it)
 from anglenas.abs.angle import ArchAngles
-from anglenas.darts.genotypes import DARTS_ABS, PDARTS_ABS
-from anglenas.darts.model_eval import NetworkImageNet
 from anglenas.errors import UserError
 from anglenas.spaces import get_space
-from anglenas.spaces.darts_supernet import cell_specs, final_layout, warmup_schedule
+from anglenas.spaces.darts.genotypes import DARTS_ABS, PDARTS_ABS
+from anglenas.spaces.darts.model_eval import NetworkImageNet
+from anglenas.spaces.darts.supernet import cell_specs, final_layout, warmup_schedule
 
 torch.set_num_threads(1)
 
@@ -197,7 +197,7 @@ def test_published_genotypes_reproduce_the_papers_flops():
 
 def test_genotype_files_are_architectures(tmp_path):
     from anglenas.archs import parse_arch
-    from anglenas.darts.genotypes import save_genotype
+    from anglenas.spaces.darts.genotypes import save_genotype
 
     save_genotype(PDARTS_ABS, tmp_path / "genotype.json")
     assert parse_arch(str(tmp_path / "genotype.json")) == ("darts", PDARTS_ABS)
@@ -227,7 +227,7 @@ def test_train_sampler_obeys_the_two_input_rule():
 
 
 def test_check_cand_by_hand():
-    from anglenas.spaces.darts import check_cand
+    from anglenas.spaces.darts.space import check_cand
 
     space = get_space("darts")
     full = space.initial_operations()

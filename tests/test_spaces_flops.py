@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from anglenas.flops import FlopsTable, build_flops_table, reference_table
-from anglenas.nn import MobileSuperNet
+from anglenas.flops import FlopsTable
 from anglenas.operations import Operations
+from anglenas.spaces import get_space, reference_table
 from anglenas.spaces.mobilenet import FAIRNAS_SPACE, GPU_SPACE, IDENTITY
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,7 @@ def test_batch_flops_equals_single():
 @pytest.mark.parametrize("space", [GPU_SPACE, FAIRNAS_SPACE, GPU_SPACE.scaled(0.25, 32, 10, stem_stride=1)])
 def test_table_against_torch_flop_counter(space):
     """torch counts 2 FLOPs per MAC and in*out MACs for the linear; the table uses (2*in - 1)*out for it."""
-    table = build_flops_table(space)
+    table = space.flops_table()
     rng = np.random.default_rng(0)
     with torch.device("meta"):
         model = MobileSuperNet(space)
@@ -137,7 +138,7 @@ def test_scaled_space_keeps_the_layer_structure():
     assert [l.identity_allowed for l in small.layers] == [l.identity_allowed for l in GPU_SPACE.layers]
     assert small.layers[0].input_res == 32 and small.num_classes == 10
     assert all(l.oup % 8 == 0 for l in small.layers)
-    assert math.isclose(small.reference().head_channels, 1728)
+    assert math.isclose(get_space(small.name).head_channels, 1728)
 
 
 @pytest.mark.parametrize("arch, space, expected", [

@@ -237,10 +237,10 @@ def test_samplers_draw_legal_architectures(name):
 # -- the toy space through the stages ---------------------------------------------------------------------------
 
 def test_toy_space_runs_shrink_search_train(tmp_path):
-    from anglenas.abs.shrink import ShrinkConfig, Shrinker
-    from anglenas.search.registry import get_searcher
-    from anglenas.search.run import SearchConfig
-    from anglenas.train.final import FinalTrainConfig, FinalTrainer
+    from anglenas.searchers.registry import get_searcher
+    from anglenas.searchers.spos.search import SearchConfig
+    from anglenas.stages.shrink import ShrinkConfig, Shrinker
+    from anglenas.stages.train import FinalTrainConfig, FinalTrainer
 
     shrink = parse_config(ShrinkConfig, ["--space", "toy", "--dataset", "embedded", "--batch_size", "64",
                                          "--sample_num", "4", "--stop_threshold", "10", "--workers", "0",

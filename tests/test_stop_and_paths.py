@@ -14,7 +14,7 @@ from anglenas.config import parse_config
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
 from anglenas.spaces import get_space
-from anglenas.train.stop import StopRequest, Stopped
+from anglenas.train.stop import Stopped, StopRequest
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, flags, message):
 
 
 def test_evaluation_needs_only_the_test_folder_and_refuses_another_arch(tmp_path):
-    from anglenas.train.final import DEMO, FinalTrainConfig, FinalTrainer
+    from anglenas.stages.train import DEMO, FinalTrainConfig, FinalTrainer
 
     cfg = parse_config(FinalTrainConfig, ["--demo", "--arch", "FAIRNAS_ABS", "--epochs", "0.1", "--eval_limit", "20",
                                           "--save", str(tmp_path / "t")], presets={"demo": DEMO})

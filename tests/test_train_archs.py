@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from anglenas.archs import check_arch, published, format_arch, parse_arch
+from anglenas.archs import check_arch, format_arch, parse_arch, published
 from anglenas.errors import UserError
 
 SPOS_STR = "2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"

@@ -12,8 +12,8 @@ import torch
 
 from anglenas.errors import UserError
 from anglenas.spaces import get_space
+from anglenas.stages.train import BEST, CHECKPOINT, SUMMARY, FinalTrainConfig, FinalTrainer
 from anglenas.train.ema import WeightEma
-from anglenas.train.final import BEST, CHECKPOINT, SUMMARY, FinalTrainConfig, FinalTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = ROOT / "training" / "train_from_scratch.py"

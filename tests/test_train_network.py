@@ -5,12 +5,11 @@ import torch
 
 from anglenas.archs import published
 from anglenas.errors import UserError
-from anglenas.flops import reference_table
-from anglenas.nn import MobileSuperNet
 from anglenas.nn.compat import clean_state_dict, load_weights
-from anglenas.nn.network import MobileNetwork, path_state_dict
-from anglenas.spaces import get_space
+from anglenas.spaces import get_space, reference_table
 from anglenas.spaces.mobilenet import GPU_SPACE
+from anglenas.spaces.mobilenet.network import MobileNetwork, path_state_dict
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 SPOS_ABS = published()["SPOS_ABS"][1]
 TINY = GPU_SPACE.scaled(0.25, 32, 10, stem_stride=1)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from anglenas.errors import UserError
-from anglenas.nn import MobileSuperNet
 from anglenas.spaces.mobilenet import FAIRNAS_SPACE, GPU_SPACE
+from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 from anglenas.train.optim import linear_lr, param_groups
 from anglenas.train.samplers import FairPathSampler, UniformPathSampler
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer

@@ -11,7 +11,7 @@ network comes from our checkpoint. DARTS / PDARTS cells on ImageNet: add --darts
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.train.final import CIFAR, DARTS_IMAGENET, DEMO, FinalTrainConfig, FinalTrainer
+from anglenas.stages.train import CIFAR, DARTS_IMAGENET, DEMO, FinalTrainConfig, FinalTrainer
 
 
 @cli

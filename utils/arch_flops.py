@@ -15,7 +15,7 @@ head is not counted.
 from anglenas.archs import format_arch, parse_arch
 from anglenas.config import ArgumentParser, HelpFormatter
 from anglenas.errors import UserError, cli
-from anglenas.flops import FlopsTable, build_flops_table
+from anglenas.flops import FlopsTable
 from anglenas.spaces import get_space, space_names
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     print(f"space: {name} ({space.input_size}x{space.input_size}, width {width:g}, {space.num_classes} classes)")
     print(f"arch: {format_arch(arch)}")
     if per_site:
-        table = FlopsTable.load(args.table) if args.table else build_flops_table(space)
+        table = FlopsTable.load(args.table) if args.table else space.flops_table()
         if table.space != name:
             raise UserError(f"table {args.table!r} is for the {table.space} space, not {name}; "
                             f"write one with utils/get_flops_lookup_table.py --space {name}")

@@ -9,7 +9,6 @@ from pathlib import Path
 from anglenas.checkpoint import atomic_write_text
 from anglenas.config import ArgumentParser, HelpFormatter
 from anglenas.errors import cli
-from anglenas.flops import build_flops_table
 from anglenas.spaces import get_space, space_names
 
 
@@ -25,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.space:
         space = get_space(name).scaled(args.width_mult, args.input_size, args.num_classes, args.stem_stride)
-        table = build_flops_table(space)
+        table = space.flops_table()
         path = Path(args.save_dir) / f"op_flops_{name}.json"
         atomic_write_text(path, table.to_json())
         print(f"{path}: {name} space, pre {table.pre / 1e6:.2f}M, post {table.post / 1e6:.2f}M, "

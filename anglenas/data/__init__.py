@@ -18,12 +18,29 @@ import torch
 
 from anglenas.config import field
 from anglenas.data import transforms
-from anglenas.data.sources import (ImageArrays, check_same_classes, image_folder, load_cifar_pickles, load_embedded,
-                                   load_jpeg_tar, split_indices, to_tensor_nchw)
 from anglenas.data.jpeg import DeviceAugment, JpegBytes, collate_bytes
-from anglenas.data.streams import (CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Batch, BatchStream, LoaderStream,
-                                   Normalize, SeededTransform, TensorStream, loader_eval_batches,
-                                   tensor_eval_batches)
+from anglenas.data.sources import (
+    ImageArrays,
+    check_same_classes,
+    image_folder,
+    load_cifar_pickles,
+    load_embedded,
+    load_jpeg_tar,
+    split_indices,
+    to_tensor_nchw,
+)
+from anglenas.data.streams import (
+    CIFAR_NORMALIZE,
+    ORIGINAL_IMAGENET,
+    Batch,
+    BatchStream,
+    LoaderStream,
+    Normalize,
+    SeededTransform,
+    TensorStream,
+    loader_eval_batches,
+    tensor_eval_batches,
+)
 from anglenas.errors import UserError
 
 DATASETS = ("embedded", "embedded-12k", "imagenet", "cifar10", "cifar100", "cifar10-jpg")

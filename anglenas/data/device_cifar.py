@@ -24,8 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anglenas.data.sources import (ImageArrays, load_cifar_pickles, load_embedded, load_jpeg_tar, split_indices,
-                                   to_tensor_nchw)
+from anglenas.data.sources import (
+    ImageArrays,
+    load_cifar_pickles,
+    load_embedded,
+    load_jpeg_tar,
+    split_indices,
+    to_tensor_nchw,
+)
 from anglenas.data.streams import CIFAR_NORMALIZE, Batch, Normalize, step_seed, tensor_eval_batches
 from anglenas.errors import UserError
 

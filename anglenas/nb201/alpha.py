@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from anglenas.nb201.model import NB201SuperNet, SearchCell
-from anglenas.nb201.space import EDGES, NONE, NUM_EDGES, OPS, Cell
+from anglenas.spaces.nb201.cells import EDGES, NONE, NUM_EDGES, OPS, Cell
+from anglenas.spaces.nb201.supernet import NB201SuperNet, SearchCell
 
 
 def joint_cell(cell: SearchCell, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from anglenas.errors import UserError
-from anglenas.nb201 import space
-from anglenas.nb201.network import cell_cost
+from anglenas.spaces.nb201 import cells as space
+from anglenas.spaces.nb201.network import cell_cost
 
 TABLE = Path(__file__).with_name("nats_bench.csv")
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
@@ -321,7 +321,7 @@ class Benchmark:
 
     def get_cost_info(self, index: int | str, dataset: str, hp: str | int | bool = "200") -> dict:
         """{'flops' (M), 'params' (MB), 'latency' (s)} of the network of ``index`` at NB201's size (C=16, N=5)
-        trained on ``dataset``. Counted here (:func:`~anglenas.nb201.network.cell_cost`; latency None); over an
+        trained on ``dataset``. Counted here (:func:`~anglenas.spaces.nb201.network.cell_cost`; latency None); over an
         official file the official values, with the counted ones added as ``counted-flops`` / ``counted-params``."""
         index = self._index_of(index)
         if dataset not in SIZES:

@@ -16,15 +16,20 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from anglenas.config import field
 from anglenas.data import CACHE_DIR
-from anglenas.data.sources import ImageArrays, load_cifar_pickles, load_embedded, load_jpeg_tar, split_indices
-from anglenas.data.sources import to_tensor_nchw
+from anglenas.data.sources import (
+    ImageArrays,
+    load_cifar_pickles,
+    load_embedded,
+    load_jpeg_tar,
+    split_indices,
+    to_tensor_nchw,
+)
 from anglenas.data.streams import CIFAR_NORMALIZE, Batch, Normalize, TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 

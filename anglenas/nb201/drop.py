@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from anglenas.abs.scoring import apply_drops, drop_global
-from anglenas.nb201.space import NUM_EDGES, OPS, Cell
+from anglenas.spaces.nb201.cells import NUM_EDGES, OPS, Cell
 
 Operator = tuple[int, int]
 FULL_OPS = [list(range(len(OPS))) for _ in range(NUM_EDGES)]

@@ -24,25 +24,33 @@ import numpy as np
 import torch
 
 from anglenas.abs.angle import ArchAngles, snapshot
-from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, open_run, run_settings
-from anglenas.checkpoint import save_checkpoint
+from anglenas.checkpoint import (
+    atomic_write_text,
+    check_same_settings,
+    load_checkpoint,
+    open_run,
+    run_settings,
+    save_checkpoint,
+)
 from anglenas.config import field, to_yaml
 from anglenas.data.streams import TensorStream
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.nb201.api import DATASETS as GT_DATASETS
 from anglenas.nb201.alpha import AlphaStep, RandomCellSampler
+from anglenas.nb201.api import DATASETS as GT_DATASETS
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import NB201Data, NB201DataConfig
 from anglenas.nb201.drop import DROP_METRICS, FULL_OPS, drop_report, ground_truth_ranks, operator_scores
 from anglenas.nb201.metrics import kendall_tau, random_scores, spearman_rho, supernet_accuracy
 from anglenas.nb201.optim import SEMANTICS, update_every_parameter
 from anglenas.nb201.search import evolve
-from anglenas.nb201.space import OPS, to_str
-from anglenas.search.evolution import Arch, EvolutionConfig
-from anglenas.spaces.nb201 import NB201_SPACE
+from anglenas.searchers.spos.evolution import Arch, EvolutionConfig
+from anglenas.spaces.nb201.cells import OPS, to_str
+from anglenas.spaces.nb201.space import NB201_SPACE
+from anglenas.spaces.nb201.supernet import upgrade_keys
 from anglenas.train.dist import init_distributed
-from anglenas.train.supernet import PathSampler, SupernetTrainConfig, SupernetTrainer
+from anglenas.train.samplers import PathSampler
+from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = ("angle", "magnitude", "random", "acc_rebn", "acc_no_rebn", "angle_acc_subset")
@@ -194,7 +202,7 @@ class SupernetRun:
 
     def base_weights(self) -> dict[str, torch.Tensor]:
         name = "weights-epoch-0.pt" if self.cfg.base == "init" else "weights-epoch-1.pt"
-        return load_checkpoint(self.dir / name, map_location=self.device)
+        return upgrade_keys(load_checkpoint(self.dir / name, map_location=self.device))
 
     # -- experiment 1 and the per-epoch part of 2 ---------------------------------------------------------------
     def train(self) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anglenas.search.bn import batchnorms, recalibrate_bn
+from anglenas.searchers.spos.bn import batchnorms, recalibrate_bn
 from anglenas.train.supernet import evaluate
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -86,7 +86,7 @@ def random_scores(n: int, seed: int) -> np.ndarray:
 @contextlib.contextmanager
 def recalibrated_bn(model: nn.Module, path, batches: Iterable[Batch]):
     """BN recalibration (ReBN, spec §2.5) of child ``path``: inside the block the BN running statistics are the
-    exact averages over ``batches`` (:func:`anglenas.search.bn.recalibrate_bn`); the supernet's own statistics
+    exact averages over ``batches`` (:func:`anglenas.searchers.spos.bn.recalibrate_bn`); the supernet's own statistics
     come back on exit."""
     bns = batchnorms(model)
     saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in bns]

@@ -2,7 +2,7 @@
 ABS shrinks it to (the operators the angle keeps in experiment 4), judged by the found cell's ground truth.
 
 Candidates are scored in this process by supernet accuracy on the valid images after BN recalibration; the
-search is :class:`anglenas.search.evolution.EvolutionSearch` with its JSON state saved after every generation.
+search is :class:`anglenas.searchers.spos.evolution.EvolutionSearch` with its JSON state saved after every generation.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from anglenas.checkpoint import atomic_write_text
 from anglenas.log import RunLogger
-from anglenas.search.evolution import Arch, EvolutionConfig, EvolutionSearch
+from anglenas.searchers.spos.evolution import Arch, EvolutionConfig, EvolutionSearch
 
 
 class FunctionEvaluator:

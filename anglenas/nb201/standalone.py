@@ -1,7 +1,7 @@
 """Stand-alone training of NAS-Bench-201 cells and the paper's stand-alone angle experiment (spec §11,
 ``train_standalone_models.py`` / ``get_standalone_ranks.py``).
 
-:func:`train_cell` trains :class:`~anglenas.nb201.network.NB201Network` of one cell from scratch (by default
+:func:`train_cell` trains :class:`~anglenas.spaces.nb201.network.NB201Network` of one cell from scratch (by default
 NB201's own 200-epoch recipe: SGD Nesterov, momentum 0.9, lr 0.1 cosine to 0, weight decay 5e-4 on every
 parameter, batch 256, crop + flip) on the whole training set, evaluates it on the test set, and writes into its
 folder ``weights-init.pt`` (the true initialisation), ``weights-final.pt``, ``checkpoint.pt`` (resumable after
@@ -32,12 +32,13 @@ from anglenas.data.sources import to_tensor_nchw
 from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.nb201 import space
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets, resize_images
 from anglenas.nb201.metrics import kendall_tau
-from anglenas.nb201.network import NB201Network, cell_cost
-from anglenas.nb201.space import CONV1, CONV3, NONE, PATHS, POOL, Cell, path_edges
+from anglenas.spaces.nb201 import cells as space
+from anglenas.spaces.nb201.cells import CONV1, CONV3, NONE, PATHS, POOL, Cell, path_edges
+from anglenas.spaces.nb201.network import NB201Network, cell_cost
+from anglenas.spaces.nb201.supernet import upgrade_keys
 from anglenas.train.supernet import autocast_context, evaluate
 
 DATASETS = ("embedded", "cifar10-jpg", "cifar10", "cifar100", "ImageNet16-120")
@@ -163,7 +164,7 @@ def vector_entries(net: NB201Network) -> list[str | int]:
                 continue
             for e, op in zip(edges, ops):
                 if op in (CONV1, CONV3):
-                    entries.append(f"layers.{layer_of[id(cell)]}.edges.{e}.1.weight")
+                    entries.append(f"layers.{layer_of[id(cell)]}.edges.{e}.op.1.weight")
                 elif op == POOL:
                     entries.append(cell.channels)
     return entries
@@ -263,7 +264,7 @@ def train_cell(cfg: StandaloneConfig, cell: Cell, save: str | Path, data: Standa
     result = evaluate(model, data.test_batches(cfg.eval_batch_size), device, cfg.amp)
     final = model.state_dict()
     save_checkpoint(final, save / FINAL)
-    angle = standalone_angle(model, load_checkpoint(save / INIT), final)
+    angle = standalone_angle(model, upgrade_keys(load_checkpoint(save / INIT)), final)
     index = int(bench.indices_of(np.array([cell]))[0])
     dataset = GROUND_TRUTH[cfg.dataset]
     flops, params = cell_cost(cell, data.num_classes, data.input_size, cfg.channels, cfg.cells_per_stage)

@@ -1,4 +1,4 @@
-"""Loading weights into a :class:`~anglenas.nn.network.MobileNetwork`, including the original's released checkpoints.
+"""Loading weights into a :class:`~anglenas.spaces.mobilenet.network.MobileNetwork`, including the original's released checkpoints.
 
 The original saved ``{"iters", "state_dict", "best_acc_top1", "optimizer"}`` from a DDP-wrapped model that its
 FLOPs profiler had touched (spec §2.6, §10.1), so every key starts with ``module.`` and every leaf module has two

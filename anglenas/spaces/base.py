@@ -24,16 +24,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from anglenas.errors import UserError
-
-if TYPE_CHECKING:
-    from anglenas.flops import FlopsTable
+from anglenas.flops import FlopsTable, counted_macs
+from anglenas.train.samplers import PathSampler, UniformPathSampler
 
 Arch = Sequence[int]
 
@@ -54,12 +53,6 @@ class ShrinkDefaults:
     base_refresh_threshold: int = 50  # replace W0 once after more drops than this (0: never, as DARTS)
     warmup_epochs: float = 0  # epochs per progressive warm-up stage (DARTS: 5; needs the space's warmup_supernet)
     demo: tuple[tuple[str, Any], ...] = ()  # overrides of the generic --demo preset for this space
-
-
-class PathSampler(Protocol):
-    """Training-path sampler: the path(s) of a step are a function of (seed, step) only."""
-
-    def paths(self, step: int) -> list[Any]: ...
 
 
 class AngleWeights(Protocol):
@@ -83,7 +76,8 @@ class SearchSpace(ABC):
     """A search space: sites and their ops, models, FLOPs, samplers and the angle's weight structure.
 
     Instances are immutable descriptions at one size; :meth:`scaled` gives the same space at another width,
-    resolution or class count, and :meth:`reference` the paper-size instance in which FLOPs limits are expressed.
+    resolution or class count; the registered instance (``get_space(name)``) is the paper-size one, in which FLOPs
+    limits are expressed.
     """
 
     name: str
@@ -170,12 +164,6 @@ class SearchSpace(ABC):
         """The same space at another channel width, input resolution, class count or stem stride
         (``stem_stride`` 1 is the small-input variant, e.g. for 32x32 images)."""
 
-    def reference(self) -> "SearchSpace":
-        """The paper-size instance (FLOPs limits are expressed in it)."""
-        from anglenas.spaces import get_space
-
-        return get_space(self.name)
-
     # -- models ---------------------------------------------------------------------------------------------------
     @abstractmethod
     def supernet(self) -> nn.Module:
@@ -192,21 +180,17 @@ class SearchSpace(ABC):
 
     # -- FLOPs ----------------------------------------------------------------------------------------------------
     @abstractmethod
-    def flops_table(self) -> "FlopsTable":
+    def flops_table(self) -> FlopsTable:
         """FLOPs / params of the fixed parts and of every (site, op) at this instance's size."""
 
     def counted_flops(self, arch: Arch) -> int:
         """FLOPs of :meth:`network` of ``arch`` counted by running it on the meta device under torch's counter,
         in the original's convention: multiply-accumulates, ``(2 * in - 1) * out`` for a Linear."""
-        from anglenas.flops import counted_macs
-
         return counted_macs(lambda: self.network(arch), self.input_size)
 
     # -- sampling -------------------------------------------------------------------------------------------------
     def train_sampler(self, ops: Sequence[Sequence[int]], seed: int) -> PathSampler:
         """Single-path uniform sampling over ``ops`` (each site uniform over its list)."""
-        from anglenas.train.samplers import UniformPathSampler
-
         return UniformPathSampler(ops, seed)
 
     def draw_children(self, ops: Sequence[Sequence[int]], rng: np.random.Generator, site: int, op: int,
@@ -228,3 +212,11 @@ class SearchSpace(ABC):
     # -- helpers --------------------------------------------------------------------------------------------------
     def size_of(self, ops: Sequence[Sequence[int]]) -> int:
         return math.prod(len(s) for s in ops)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a scaled channel count to a multiple of ``divisor``, never dropping more than 10%."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded

@@ -2,9 +2,17 @@
 samples the same path without communication and a resumed run samples what an uninterrupted one would."""
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 
 from anglenas.errors import UserError
+
+
+class PathSampler(Protocol):
+    """Training-path sampler: the path(s) of a step are a function of (seed, step) only."""
+
+    def paths(self, step: int) -> list[Any]: ...
 
 
 class UniformPathSampler:

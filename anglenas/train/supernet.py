@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 import torch
 from torch import nn
@@ -20,12 +20,8 @@ from anglenas.data import BatchStream
 from anglenas.log import RunLogger
 from anglenas.train.dist import DistEnv, all_reduce_grads
 from anglenas.train.optim import linear_lr, set_lr, sgd
+from anglenas.train.samplers import PathSampler
 from anglenas.train.stop import CheckpointClock, Stopped, stop_requests
-
-
-class PathSampler(Protocol):
-    def paths(self, step: int) -> list[list[int]]: ...
-
 
 ArchStep = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 """``arch_step(step, x_train, y_train, x_val, y_val)``: one update of the architecture parameters."""

@@ -1,1 +1,0 @@
-"""Architecture search inside a (shrunk) space: evolutionary search and its candidate evaluators."""

@@ -1,0 +1,3 @@
+"""SPOS and FairNAS (spec §6, §7): a single-path supernet in the shrunk space, then an evolutionary search whose
+candidates are scored in this process, by local workers or by RabbitMQ test servers."""
+from anglenas.searchers.spos import search  # noqa: F401  (registers spos, fairnas)

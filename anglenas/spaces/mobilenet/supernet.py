@@ -1,0 +1,66 @@
+"""Weight-sharing single-path supernet of the MobileNet spaces (spec §1.1-§1.3)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from anglenas.spaces.mobilenet.blocks import (
+    BLOCK_KEYS,
+    IDENTITY,
+    InvertedResidual,
+    LayerSpec,
+    MobileLayout,
+    conv_bn_relu6,
+    make_block,
+)
+
+
+class ChoiceLayer(nn.Module):
+    """All candidate blocks of one searchable layer; ``forward(x, op)`` runs one of them (or identity)."""
+
+    def __init__(self, layer: LayerSpec) -> None:
+        super().__init__()
+        self.identity_allowed = layer.identity_allowed
+        self.ops = nn.ModuleList(make_block(op, layer.inp, layer.oup, layer.stride) for op in range(len(BLOCK_KEYS)))
+
+    def forward(self, x: torch.Tensor, op: int) -> torch.Tensor:
+        return x if op == IDENTITY else self.ops[op](x)
+
+
+class MobileSuperNet(nn.Module):
+    """Stem -> fixed t=1 block -> one :class:`ChoiceLayer` per searchable layer -> 1x1 head -> pool -> linear.
+
+    ``forward(x, arch)`` runs the single path ``arch`` (one op index per layer, ``-1`` = identity). Implements the
+    angle's weight protocol (:class:`~anglenas.spaces.base.AngleWeights`) of a chain space.
+    """
+
+    num_instances = 1
+
+    def __init__(self, space: MobileLayout) -> None:
+        super().__init__()
+        self.space = space
+        self.stem = conv_bn_relu6(3, space.stem_channels, 3, space.stem_stride)
+        self.first_block = InvertedResidual(space.stem_channels, space.first_block_channels, 3, 1, 1)
+        self.layers = nn.ModuleList(ChoiceLayer(layer) for layer in space.layers)
+        self.head = conv_bn_relu6(space.layers[-1].oup, space.head_channels, 1, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(space.head_channels, space.num_classes)
+
+    def forward(self, x: torch.Tensor, arch: Sequence[int]) -> torch.Tensor:
+        if len(arch) != len(self.layers):
+            raise ValueError(f"architecture has {len(arch)} layers, the {self.space.name} space has {len(self.layers)}")
+        x = self.first_block(self.stem(x))
+        for layer, op in zip(self.layers, arch):
+            x = layer(x, int(op))
+        x = self.pool(self.head(x)).flatten(1)
+        return self.classifier(x)
+
+    def fixed_weights(self) -> list[torch.Tensor]:
+        """Weights every path shares, in the angle vector's order: stem, first block dw+pw, head, classifier."""
+        return [self.stem[0].weight, *self.first_block.conv_weights, self.head[0].weight, self.classifier.weight]
+
+    def choice_weights(self, site: int, op: int, instance: int = 0) -> list[torch.Tensor]:
+        """Conv weights of block ``op`` in layer ``site`` (empty for identity)."""
+        return [] if op == IDENTITY else self.layers[site].ops[op].conv_weights

@@ -1,0 +1,196 @@
+"""DARTS CIFAR-10 evaluation: train a genotype's ``NetworkCIFAR`` from scratch (upstream ``cnn/train.py``).
+
+Defaults are the DARTS paper's: 600 epochs at batch 96, SGD lr 0.025 cosine to 0, momentum 0.9, weight decay 3e-4,
+C=36 and 20 cells, cutout 16, drop-path 0.2 (ramped linearly over the epochs), auxiliary head weighted 0.4,
+gradient-norm clip 5. ``SAVE/checkpoint.pt`` is written atomically after every epoch (the same command resumes);
+``SAVE/summary.json`` holds the final and best test top-1. Batches, augmentation, cutout and drop-path masks are
+functions of (seed, step), so a resumed run trains like an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from anglenas.checkpoint import atomic_write_text, load_checkpoint, open_run, run_settings, save_checkpoint
+from anglenas.config import field
+from anglenas.data import DataConfig, build_data
+from anglenas.data.streams import step_seed
+from anglenas.errors import UserError
+from anglenas.log import RunLogger
+from anglenas.searchers.darts.architect import LOW_PRECISION
+from anglenas.searchers.darts.searchdata import DATASETS, cosine_lr, resolve_dataset
+from anglenas.spaces.darts.genotypes import GENOTYPES, Genotype, parse_genotype
+from anglenas.spaces.darts.model_eval import NetworkCIFAR
+from anglenas.train.dist import init_distributed
+from anglenas.train.supernet import autocast_context, evaluate
+
+CHECKPOINT, SUMMARY = "checkpoint.pt", "summary.json"
+RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit", "eval", "eval_resume"}
+
+
+@dataclass
+class CifarTrainConfig:
+    """Training a genotype on CIFAR-10 (defaults: the DARTS paper, spec §9.1)."""
+
+    arch: str = field("DARTS_V2", f"genotype: a name ({', '.join(GENOTYPES)}), a genotype.json, or a "
+                                  f"Genotype(...) string")
+    data: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
+    dataset: str = field("auto", "image source (auto: from --data)", choices=DATASETS)
+    save: str = field("runs/darts-train", "run folder: summary.json, checkpoint, log, TensorBoard")
+    batch_size: int = field(96, "batch size")
+    learning_rate: float = field(0.025, "initial learning rate (cosine to 0)")
+    momentum: float = field(0.9, "SGD momentum")
+    weight_decay: float = field(3e-4, "weight decay (all parameters)")
+    epochs: int = field(600, "training epochs")
+    init_channels: int = field(36, "channels of the first cells")
+    layers: int = field(20, "number of cells")
+    auxiliary: bool = field(True, "auxiliary head at 2/3 depth")
+    auxiliary_weight: float = field(0.4, "weight of the auxiliary loss")
+    cutout: bool = field(True, "cutout augmentation")
+    cutout_length: int = field(16, "side of the cutout square")
+    drop_path_prob: float = field(0.2, "final drop-path probability (ramped linearly from 0)")
+    grad_clip: float = field(5.0, "gradient-norm clip")
+    seed: int = field(0, "seed of the weights, data order, augmentation and drop-path")
+    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass)")
+    eval_limit: int | None = field(None, "evaluate on a fixed subset of this many test images (default: all)")
+    device: str = field("auto", "cuda, cpu or auto")
+    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
+    amp: bool = field(False, "bf16 autocast on CUDA")
+    eval: bool = field(False, "only evaluate --eval_resume on the test set and print its top-1")
+    eval_resume: str = field("", "checkpoint.pt of a run of this script (the network is rebuilt from it)")
+    demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
+
+
+DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=3, batch_size=16, epochs=2, steps_per_epoch=3,
+            eval_limit=64, save="runs/darts-train-demo")
+"""``--demo``: 2 epochs of 3 steps, C=4, 3 cells, batch 16, on the embedded mini CIFAR-10."""
+
+
+def cutout(x: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero the square [c - length // 2, c + length // 2) around a uniform pixel c of each image (clipped at the
+    border), as upstream's Cutout."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n, 1, 1), generator=gen).to(x.device)
+    cx = torch.randint(0, w, (n, 1, 1), generator=gen).to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :, None]
+    cols = torch.arange(w, device=x.device)[None, None, :]
+    half = length // 2
+    inside = (rows >= cy - half) & (rows < cy + half) & (cols >= cx - half) & (cols < cx + half)
+    return x * (~inside)[:, None].to(x.dtype)
+
+
+def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
+    """Rebuild the network of a checkpoint of :func:`run_train` and evaluate it on the test set."""
+    if not cfg.eval_resume:
+        raise UserError("--eval needs --eval_resume PATH (the checkpoint.pt of a train.py run)")
+    _, device = init_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    ckpt = load_checkpoint(cfg.eval_resume, device)
+    if not isinstance(ckpt, dict) or not {"config", "genotype", "model"} <= set(ckpt):
+        raise UserError(f"{cfg.eval_resume} is not a checkpoint of darts-master/train.py")
+    saved = ckpt["config"]
+    data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
+                      device, held_out=False)
+    model = NetworkCIFAR(saved["init_channels"], data.num_classes, saved["layers"], saved["auxiliary"],
+                         parse_genotype(Genotype(**ckpt["genotype"]))).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    result = evaluate(model, data.val_batches(200, limit=cfg.eval_limit), device, cfg.amp and device.type == "cuda")
+    print(f"{cfg.eval_resume} (epoch {ckpt['epoch']}): top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}% "
+          f"on {result['n']} test images")
+    return result
+
+
+def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | None:
+    """Train; returns the summary (None when stopped by ``max_epochs``, to simulate an interruption)."""
+    _, device = init_distributed(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    genotype = parse_genotype(cfg.arch)
+    save = Path(cfg.save)
+    amp = cfg.amp and device.type == "cuda"
+    data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
+                      device, held_out=False)
+    logger = RunLogger(save)  # after the inputs are checked: bad input leaves no run folder behind
+    stream = data.train_stream(cfg.batch_size, cfg.seed)
+    spe = min(stream.steps_per_epoch, cfg.steps_per_epoch or stream.steps_per_epoch)
+    torch.manual_seed(cfg.seed)
+    model = NetworkCIFAR(cfg.init_channels, data.num_classes, cfg.layers, cfg.auxiliary, genotype).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), cfg.learning_rate, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    criterion = nn.CrossEntropyLoss()
+    params_m = sum(p.numel() for n, p in model.named_parameters() if "auxiliary" not in n) / 1e6
+    start, history, best = 0, [], {"top1": -1.0, "epoch": 0}
+    ckpt = open_run(save / CHECKPOINT, cfg, RESUMABLE, map_location=device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
+        logger.info(f"resumed from {save / CHECKPOINT} after epoch {start}/{cfg.epochs}")
+    logger.info(f"genotype = {genotype}")
+    logger.info(f"NetworkCIFAR: C={cfg.init_channels}, {cfg.layers} cells, {params_m:.3f}M params (without the "
+                f"auxiliary head); {cfg.epochs} epochs x {spe} steps at batch {cfg.batch_size} on {device}")
+    progress = logger.progress("train", cfg.epochs * spe, start * spe)
+    end = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
+    for epoch in range(start, end):
+        lr = cosine_lr(epoch, cfg.epochs, cfg.learning_rate, 0.0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i, (x, y) in enumerate(stream.batches(epoch * spe, spe)):
+            step = epoch * spe + i
+            gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, 1))
+            if cfg.cutout:
+                x = cutout(x, cfg.cutout_length, gen)
+            torch.manual_seed(step_seed(cfg.seed, step, 2))  # drop-path masks
+            optimizer.zero_grad(set_to_none=True)
+            with autocast_context(device, amp):
+                out = model(x)
+            logits, logits_aux = out if isinstance(out, tuple) else (out, None)
+            loss = criterion(logits.float() if logits.dtype in LOW_PRECISION else logits, y)
+            if logits_aux is not None:
+                loss = loss + cfg.auxiliary_weight * criterion(logits_aux.float(), y)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            progress.update(1)
+        model.eval()
+        val = evaluate(model, data.val_batches(200, limit=cfg.eval_limit), device, amp)
+        record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": model.drop_path_prob,
+                  "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
+                  "top1": val["top1"], "top5": val["top5"], "loss": val["loss"], "n": val["n"]}
+        history.append(record)
+        if val["top1"] > best["top1"]:
+            best = {"top1": val["top1"], "epoch": epoch + 1}
+        for tag in ("train_loss", "train_top1", "top1", "loss", "lr"):
+            logger.scalar(f"train/{tag}", record[tag], epoch + 1)
+        logger.info(f"epoch {epoch + 1}/{cfg.epochs}: lr {lr:.5f} train loss {record['train_loss']:.4f} top-1 "
+                    f"{record['train_top1']:.2f}% | test top-1 {val['top1']:.2f}% (best {best['top1']:.2f}%)")
+        save_checkpoint({"config": run_settings(cfg, RESUMABLE), "genotype": genotype._asdict(),
+                         "epoch": epoch + 1, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict(), "history": history, "best": best}, save / CHECKPOINT)
+    if end < cfg.epochs:
+        return None
+    if not history:
+        raise UserError("--epochs must be at least 1")
+    summary = {"format": "anglenas-darts-train-summary", "version": 1, "arch": cfg.arch,
+               "genotype": genotype._asdict(), "init_channels": cfg.init_channels, "layers": cfg.layers,
+               "params_m": round(params_m, 4), "dataset": data.cfg.dataset, "epochs": cfg.epochs,
+               "top1": history[-1]["top1"], "top5": history[-1]["top5"], "eval_images": history[-1]["n"],
+               "best_top1": best["top1"], "best_epoch": best["epoch"], "checkpoint": CHECKPOINT, "history": history}
+    atomic_write_text(save / SUMMARY, json.dumps(summary, indent=1) + "\n")
+    logger.info(f"final test top-1 {summary['top1']:.2f}% (best {best['top1']:.2f}% at epoch {best['epoch']}); "
+                f"summary {save / SUMMARY}")
+    logger.close()
+    return summary
