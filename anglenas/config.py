@@ -2,7 +2,13 @@
 
 Precedence: dataclass default < presets (a choice field's ``metadata["presets"]``, e.g. ``--method fairnas``
 setting FairNAS' batch size; then a preset flag such as ``--demo``) < ``--config file.yaml`` < command-line flag.
-A field's help text is its ``metadata["help"]``. Unknown YAML keys and ill-typed values are :class:`UserError`\\ s.
+A field's help text is its ``metadata["help"]``; a subclass changes an inherited field's default with
+:func:`override` (the help and range stay the base's). Numbers declare their range beside the field (``low=``,
+``high=``): ``--help`` shows it and :func:`check_ranges` refuses a value outside it, in one line, before a stage
+creates or loads anything. Unknown YAML keys and ill-typed values are :class:`UserError`\\ s too.
+
+:class:`RuntimeConfig` (device, precision, threads, seed, demo, run folder) and :class:`SizeConfig` (width, input
+size, stem stride) are the settings every stage shares, each declared once.
 """
 from __future__ import annotations
 
@@ -10,8 +16,9 @@ import argparse
 import dataclasses
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -38,11 +45,71 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def field(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with a help string (``choices=``; ``presets=`` a callable giving, for each choice, the
-    defaults that choice sets on other fields, and under the name of a preset flag such as ``demo`` those it sets
-    when that flag is given too)."""
-    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+def field(default: Any, help: str, *, low: float | None = None, high: float | None = None, **kwargs: Any) -> Any:
+    """A dataclass field with a help string and, for a number, its allowed range ``low <= value <= high`` (either
+    end optional; ``None`` values are not checked). ``choices=``; ``presets=`` a callable giving, for each choice,
+    the defaults that choice sets on other fields, and under the name of a preset flag such as ``demo`` those it
+    sets when that flag is given too."""
+    bounds = {k: v for k, v in (("low", low), ("high", high)) if v is not None}
+    return dataclasses.field(default=default, metadata={"help": help, **bounds, **kwargs})
+
+
+def override(default: Any) -> Any:
+    """An inherited field with another default; its help, range and choices stay those of the base class."""
+    return dataclasses.field(default=default, metadata={"override": True})
+
+
+def field_meta(cls: type, name: str) -> Mapping[str, Any]:
+    """The metadata of field ``name`` of dataclass ``cls``, from the class that declared it (not an override)."""
+    for klass in cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and not f.metadata.get("override"):
+            return f.metadata
+    return {}
+
+
+def range_text(meta: Mapping[str, Any]) -> str:
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    if low is not None:
+        return f">= {low:g}"
+    return f"<= {high:g}" if high is not None else ""
+
+
+def check_ranges(cfg: Any) -> Any:
+    """``cfg`` when every number lies in its field's declared range; else a :class:`UserError` naming the flag
+    and the range."""
+    for f in dataclasses.fields(cfg):
+        meta, value = field_meta(type(cfg), f.name), getattr(cfg, f.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high = meta.get("low"), meta.get("high")
+        if (low is not None and value < low) or (high is not None and value > high) or value != value:
+            raise UserError(f"--{f.name} must be {range_text(meta)}, got {value:g}")
+    return cfg
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how a stage runs; every stage's config includes it (a stage may :func:`override` a default)."""
+
+    device: str = field("auto", "cuda, cuda:N, cpu or auto (a GPU where there is one)")
+    amp: bool = field(False, "bf16 autocast on CUDA (off: fp32, the originals' precision)")
+    threads: int = field(0, "CPU threads of this process (0: one per core it may use); give each of several jobs "
+                            "on one machine its share", low=0)
+    seed: int = field(0, "seed of the weights, the data order and every random choice", low=0)
+    demo: bool = field(False, "small settings on the data shipped in the package: minutes on a CPU")
+    save: str = field("runs/run", "run folder: checkpoints, results, log, TensorBoard")
+
+
+@dataclass
+class SizeConfig:
+    """The size at which a stage builds its networks (the space's own at width 1 and the dataset's resolution)."""
+
+    width_mult: float = field(1.0, "channel width multiplier", low=1e-3)
+    input_size: int | None = field(None, "input resolution (default: the dataset's)", low=8)
+    stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)", low=1, high=2)
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -80,11 +147,12 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
 
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "",
-                 prog: str | None = None, presets: dict[str, dict[str, Any]] | None = None) -> T:
+                 prog: str | None = None, presets: Mapping[str, Mapping[str, Any]] | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> T:
     """Build ``cls`` from ``--config`` YAML and command-line flags (``argv`` defaults to ``sys.argv[1:]``).
 
     ``presets`` maps a boolean field (e.g. ``demo``) to defaults that apply when that flag is given; YAML and
-    explicit flags still override them.
+    explicit flags still override them. ``defaults`` replace the dataclass defaults (below every preset).
     """
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
@@ -92,12 +160,14 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     pre.add_argument("--config")
     for name in presets or {}:
         pre.add_argument("--" + name, action="store_true")
-    choice_presets = {f.name: f.metadata["presets"]() for f in fields if "presets" in f.metadata}
+    values = {f.name: f.default for f in fields}
+    values.update(defaults or {})
+    metas = {f.name: field_meta(cls, f.name) for f in fields}
+    choice_presets = {name: meta["presets"]() for name, meta in metas.items() if "presets" in meta}
     for f in fields:
         if f.name in choice_presets:
-            pre.add_argument("--" + f.name, default=f.default)
+            pre.add_argument("--" + f.name, default=values[f.name])
     known, _ = pre.parse_known_args(argv)
-    values = {f.name: f.default for f in fields}
     chosen = [table.get(getattr(known, name), {}) for name, table in choice_presets.items()]
     for overrides in chosen:
         values.update({k: v for k, v in overrides.items() if k not in (presets or {})})
@@ -111,12 +181,15 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
 
     parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--config", help="YAML file of field: value (flags given here override it)")
+    aliases = getattr(cls, "flag_aliases", {})
     for f in fields:
         base, _ = _base_type(hints[f.name])
+        meta = field_meta(cls, f.name)
         flag = "--" + f.name
         flags = [flag, flag.replace("_", "-")] if "_" in f.name else [flag]  # --eval_resume or --eval-resume
-        help_text = f.metadata.get("help", "")
-        choices = f.metadata.get("choices")
+        flags += ["--" + alias for alias, target in aliases.items() if target == f.name]
+        help_text = meta.get("help", "") + (f" ({range_text(meta)})" if range_text(meta) else "")
+        choices = meta.get("choices")
         choices = tuple(c for c in choices if c is not None) if choices else None
         if base is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=values[f.name], help=help_text)
@@ -125,7 +198,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
                                 type=lambda v, n=f.name, t=hints[f.name]: _coerce(n, v, t))
     args = vars(parser.parse_args(argv))
     args.pop("config")
-    return cls(**args)
+    return check_ranges(cls(**args))
 
 
 def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
@@ -147,13 +220,14 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
         raise UserError(f"config file {path} must be a mapping of field: value")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    doc = {getattr(cls, "flag_aliases", {}).get(k, k): v for k, v in doc.items()}
     unknown = sorted(set(doc) - names)
     if unknown:
         raise UserError(f"config file {path}: unknown key(s) {unknown}; known keys: {sorted(names)}")
     out = {}
     for key, value in doc.items():
         out[key] = _coerce(key, value, hints[key])
-        choices = next(f.metadata.get("choices") for f in dataclasses.fields(cls) if f.name == key)
+        choices = field_meta(cls, key).get("choices")
         if choices and out[key] is not None and out[key] not in choices:
             raise UserError(f"config key {key!r} must be one of {choices}, got {out[key]!r}")
     return out

@@ -8,7 +8,7 @@ import torch
 from anglenas.checkpoint import load_checkpoint, save_checkpoint
 from anglenas.errors import UserError
 from anglenas.searchers.spos.journal import read_search_state
-from anglenas.train.dist import pick_device
+from anglenas.runtime import pick_device
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:

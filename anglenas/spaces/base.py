@@ -32,6 +32,7 @@ from torch import nn
 
 from anglenas.errors import UserError
 from anglenas.flops import FlopsTable, counted_macs
+from anglenas.spaces.relaxed import GroupOps, RelaxedSupernet
 from anglenas.train.samplers import PathSampler, UniformPathSampler
 
 Arch = Sequence[int]
@@ -152,6 +153,17 @@ class SearchSpace(ABC):
                                 + ", ".join(f"{a} ({self.op_name(a)})" for a in allowed))
         return arch
 
+    def format_arch(self, arch: Any) -> str:
+        """``arch`` as text: its op ids separated by spaces (what ``--arch`` reads back)."""
+        return " ".join(str(int(op)) for op in arch)
+
+    def arch_to_json(self, arch: Any) -> Any:
+        """``arch`` as a JSON value (:meth:`arch_from_json` reads it back): its op ids."""
+        return [int(op) for op in arch]
+
+    def arch_from_json(self, value: Any) -> Any:
+        return [int(op) for op in value]
+
     def read_arch_file(self, path) -> Any | None:
         """An architecture from a file of a format this space owns (e.g. a DARTS ``genotype.json``), or None when
         the file is not of that format. Search results are read by :mod:`anglenas.archs` for every space."""
@@ -178,6 +190,19 @@ class SearchSpace(ABC):
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         """The weights of path ``arch`` of a supernet state dict, named for :meth:`network`."""
 
+    @property
+    def has_relaxed_supernet(self) -> bool:
+        """Whether this space builds a relaxed supernet (searchers that need one can search it)."""
+        return type(self).relaxed_supernet is not SearchSpace.relaxed_supernet
+
+    def relaxed_supernet(self, ops: Sequence[Sequence[int]] | GroupOps, *, channels: int | None = None,
+                         depth: int | None = None, skip_dropout: bool = False) -> RelaxedSupernet:
+        """The relaxed supernet over ``ops`` (per-site op ids, or per group: :mod:`anglenas.spaces.relaxed`) at this
+        instance's size. ``channels`` and ``depth`` set a cell space's width and number of cells (None: the
+        space's own search size); ``skip_dropout`` puts a dropout after every skip candidate (PDARTS)."""
+        raise UserError(f"the {self.name} space has no relaxed supernet; use a searcher that trains a single-path "
+                        f"supernet (spos, fairnas, rsps)")
+
     # -- FLOPs ----------------------------------------------------------------------------------------------------
     @abstractmethod
     def flops_table(self) -> FlopsTable:
@@ -187,6 +212,11 @@ class SearchSpace(ABC):
         """FLOPs of :meth:`network` of ``arch`` counted by running it on the meta device under torch's counter,
         in the original's convention: multiply-accumulates, ``(2 * in - 1) * out`` for a Linear."""
         return counted_macs(lambda: self.network(arch), self.input_size)
+
+    def arch_cost(self, arch: Any) -> tuple[int, int]:
+        """(FLOPs, params) of the network of ``arch`` at this size (from :meth:`flops_table`)."""
+        table = self.flops_table()
+        return table.arch_flops(arch), table.arch_params(arch)
 
     # -- sampling -------------------------------------------------------------------------------------------------
     def train_sampler(self, ops: Sequence[Sequence[int]], seed: int) -> PathSampler:

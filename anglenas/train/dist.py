@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from anglenas.errors import UserError
+from anglenas.runtime import pick_device
 
 
 @dataclass(frozen=True)
@@ -41,28 +41,6 @@ def init_distributed(device: str = "auto") -> tuple[DistEnv, torch.device]:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=3),
                                 device_id=dev if dev.type == "cuda" else None)
     return env, dev
-
-
-def pick_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto``, ``cpu``, ``cuda`` (GPU ``local_rank``) or ``cuda:N`` as a device; a GPU that is not there is a
-    :class:`UserError`."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device!r} is not a device: pass cpu, cuda, cuda:N or auto") from None
-    if dev.type != "cuda":
-        return dev
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise UserError(f"--device {device}: no CUDA GPU is visible here (torch.cuda.is_available() is False); "
-                        f"pass --device cpu, or auto to use a GPU where there is one")
-    dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
-    if dev.index >= count:
-        raise UserError(f"--device {device}: GPU {dev.index} does not exist, this machine shows {count} "
-                        f"(cuda:0 to cuda:{count - 1})")
-    return dev
 
 
 def broadcast_object(obj, env: DistEnv, src: int = 0):

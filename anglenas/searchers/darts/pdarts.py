@@ -234,7 +234,7 @@ def final_genotypes(probs_normal: np.ndarray, probs_reduce: np.ndarray, before_n
 
 # -- the search ---------------------------------------------------------------------------------------------------
 
-@register_searcher("pdarts", PdartsConfig, description="PDARTS: progressive DARTS (CIFAR-10)")
+@register_searcher("pdarts", PdartsConfig, "relaxed", "darts", description="PDARTS: progressive DARTS (CIFAR-10)")
 def run_pdarts(cfg: PdartsConfig, max_epochs: int | None = None) -> Genotype | None:
     """Search; returns the genotype (None when stopped after ``max_epochs`` epochs in all, to simulate a kill)."""
     _, device = init_distributed(cfg.device)

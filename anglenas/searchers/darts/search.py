@@ -76,7 +76,7 @@ def write_results(save: Path, genotype: Genotype, history: list[dict], edge_ops:
     logger.info(f"wrote {save / GENOTYPE} (train it: darts-master/train.py --arch {save / GENOTYPE})")
 
 
-@register_searcher("darts", DartsConfig, description="DARTS: differentiable search of the cell (CIFAR-10)")
+@register_searcher("darts", DartsConfig, "relaxed", "darts", description="DARTS: differentiable search of the cell (CIFAR-10)")
 def run_darts(cfg: DartsConfig, max_epochs: int | None = None) -> Genotype | None:
     """Search; returns the genotype (None when stopped by ``max_epochs``, to simulate an interruption)."""
     _, device = init_distributed(cfg.device)

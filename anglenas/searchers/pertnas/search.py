@@ -400,7 +400,7 @@ class PertNasSearch:
         return genotype
 
 
-@register_searcher("pertnas", PertNasConfig, description="PertNAS: expand an edge, then perturb-val (DARTS space)")
+@register_searcher("pertnas", PertNasConfig, "relaxed", "darts", description="PertNAS: expand an edge, then perturb-val (DARTS space)")
 def run_pertnas(cfg: PertNasConfig) -> Genotype | None:
     """Run (or resume) a PertNAS search; returns the genotype on rank 0, None on the other ranks."""
     if not cfg.train_path:

@@ -365,7 +365,7 @@ def _new_acc() -> dict:
     return {"loss": 0.0, "correct": 0, "images": 0, "arch_loss": 0.0, "arch_n": 0, "expected": None}
 
 
-@register_searcher("proxylessnas", ProxylessConfig, description="ProxylessNAS binary-gate search (spec §8)")
+@register_searcher("proxylessnas", ProxylessConfig, "relaxed", "gpu", description="ProxylessNAS binary-gate search (spec §8)")
 def run_proxyless(cfg: ProxylessConfig) -> dict | None:
     """ProxylessNAS in the shrunk GPU space; writes PATH/search_result.json."""
     return ProxylessSearch(cfg).run()

@@ -280,13 +280,13 @@ class Search:
         return self.search(weights)
 
 
-@register_searcher("spos", SearchConfig, SPOS)
+@register_searcher("spos", SearchConfig, "supernet", "gpu", SPOS)
 def run_spos(cfg: SearchConfig) -> dict | None:
     """SPOS: uniform single-path supernet, evolutionary search under a FLOPs ceiling."""
     return Search(cfg).run()
 
 
-@register_searcher("fairnas", SearchConfig, FAIRNAS)
+@register_searcher("fairnas", SearchConfig, "supernet", "fairnas", FAIRNAS)
 def run_fairnas(cfg: SearchConfig) -> dict | None:
     """FairNAS: strict-fairness supernet, evolutionary search in a FLOPs window."""
     return Search(cfg).run()

@@ -25,6 +25,7 @@ from anglenas.config import field
 from anglenas.data import DataConfig
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
+from anglenas.runtime import pick_device
 from anglenas.searchers.spos.evaluate import CandidateEvaluator, EvalSettings
 from anglenas.searchers.spos.messages import MessageError, decode_request, encode, make_result, weights_fingerprint
 from anglenas.searchers.spos.mq import (
@@ -36,7 +37,6 @@ from anglenas.searchers.spos.mq import (
     describe,
     error_line,
 )
-from anglenas.train.dist import pick_device
 
 
 @dataclass

@@ -240,8 +240,23 @@ class DartsSpace(SearchSpace):
             return genotype_from_json(text, str(path))
         return None
 
-    def describe_arch(self, arch: Arch) -> str:
-        return " ".join(PRIMITIVES[int(op)] for op in arch)
+    def format_arch(self, arch: Arch | Genotype) -> str:
+        """A genotype as ``Genotype(...)`` (what upstream logs print and ``--arch`` reads), 14 op ids as ids."""
+        return str(arch) if isinstance(arch, Genotype) else super().format_arch(arch)
+
+    def arch_to_json(self, arch: Arch | Genotype) -> object:
+        """A genotype as the mapping of :func:`~anglenas.spaces.darts.genotypes.genotype_to_json`, 14 op ids as a
+        list."""
+        return validate_genotype(arch)._asdict() if isinstance(arch, Genotype) else super().arch_to_json(arch)
+
+    def arch_from_json(self, value: object) -> Arch | Genotype:
+        if isinstance(value, dict):
+            return validate_genotype(Genotype(**{f: value[f] for f in Genotype._fields}))
+        return super().arch_from_json(value)
+
+    def arch_cost(self, arch: Arch | Genotype) -> tuple[int, int]:
+        """A genotype's counted cost (:meth:`genotype_cost`), a 14-op child's from the FLOPs table."""
+        return self.genotype_cost(arch) if isinstance(arch, Genotype) else super().arch_cost(arch)
 
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
                stem_stride: int | None = None) -> "DartsSpace":
