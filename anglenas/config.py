@@ -168,14 +168,15 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
         if f.name in choice_presets:
             pre.add_argument("--" + f.name, default=values[f.name])
     known, _ = pre.parse_known_args(argv)
-    chosen = [table.get(getattr(known, name), {}) for name, table in choice_presets.items()]
+    chosen = [{k: v for k, v in table.get(getattr(known, name), {}).items() if k in values or k in (presets or {})}
+              for name, table in choice_presets.items()]  # a choice may preset fields other configs have
     for overrides in chosen:
         values.update({k: v for k, v in overrides.items() if k not in (presets or {})})
     for name, overrides in (presets or {}).items():
         if getattr(known, name):
             values.update(overrides)
             for table in chosen:  # e.g. --space darts --demo: the space's own demo settings
-                values.update(table.get(name, {}))
+                values.update({k: v for k, v in table.get(name, {}).items() if k in values})
     if known.config:
         values.update(load_yaml(known.config, cls))
 

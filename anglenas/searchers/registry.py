@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from anglenas.config import field as config_field
 from anglenas.errors import UserError
 from anglenas.registry import Registry
+from anglenas.spaces.registry import SPACES
 
 if TYPE_CHECKING:
     from anglenas.operations import Operations
@@ -33,7 +34,8 @@ class SearchInputConfig:
     """Which space a searcher searches: a registered space, restricted by an operations file."""
 
     space: str | None = config_field(None, "search space (default: the operations file's, else the searcher's "
-                                           "own: spos/fairnas/rsps/proxylessnas gpu, darts/pdarts/pertnas darts)")
+                                           "own: spos/fairnas/rsps/proxylessnas gpu, darts/pdarts/pertnas darts)",
+                                     presets=lambda: {s.name: {"demo": dict(s.search_demo)} for s in SPACES.all()})
     operations_path: str = config_field("", "operations file written by shrinking (JSON, or the original pickle); "
                                             "empty: the whole space")
 

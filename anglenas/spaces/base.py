@@ -92,6 +92,9 @@ class SearchSpace(ABC):
     width_mult: float = 1.0
     default_dropout: ClassVar[float] = 0.2
     """Dropout before the classifier of :meth:`network` when training from scratch does not set one."""
+    search_demo: ClassVar[Mapping[str, Any]] = {}
+    """Search settings that ``--demo`` sets in this space (``searching/main.py --space NAME --demo``): the sizes
+    that make a searcher's CPU demo take minutes here; each searcher takes the keys its settings have."""
     search_max_flops: ClassVar[float] = float("inf")
     """The SPOS search's default FLOPs ceiling in this space (real FLOPs at the reference size)."""
 
