@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anglenas.config import field
+from anglenas.config import RuntimeConfig, field, override
 from anglenas.data import BatchStream
 from anglenas.log import RunLogger
 from anglenas.train.dist import DistEnv, all_reduce_grads
@@ -28,21 +28,20 @@ ArchStep = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
 
 
 @dataclass
-class SupernetTrainConfig:
-    """Supernet optimisation (spec §2.3, §3.6); the batch size is global, divided over the ranks."""
+class SupernetTrainConfig(RuntimeConfig):
+    """Supernet optimisation; the batch size is global, divided over the ranks."""
 
-    batch_size: int = field(512, "global batch size (divided over ranks)")
-    lr: float = field(0.25, "initial learning rate")
-    min_lr: float = field(5e-4, "learning-rate floor of the linear schedule")
-    momentum: float = field(0.9, "SGD momentum")
-    weight_decay: float = field(4e-5, "weight decay of conv weights and the classifier")
-    label_smoothing: float = field(0.1, "label smoothing of the cross-entropy")
-    grad_clip: float = field(5.0, "clip gradients by value (0 disables)")
-    seed: int = field(5, "seed of weights, paths, data order and candidate sampling")
-    device: str = field("auto", "cuda, cpu or auto")
-    amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
+    batch_size: int = field(512, "global batch size (divided over ranks)", low=1)
+    lr: float = field(0.25, "initial learning rate", low=0)
+    min_lr: float = field(5e-4, "learning-rate floor of the linear schedule", low=0)
+    momentum: float = field(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = field(4e-5, "weight decay of conv weights and the classifier", low=0)
+    label_smoothing: float = field(0.1, "label smoothing of the cross-entropy", low=0, high=1)
+    grad_clip: float = field(5.0, "clip gradients by value (0 disables)", low=0)
+    seed: int = override(5)
     channels_last: bool = field(True, "channels_last memory format (faster for these depthwise nets on GPU and CPU)")
-    checkpoint_minutes: float = field(10.0, "also write a checkpoint this many minutes after the last one (0: off)")
+    checkpoint_minutes: float = field(10.0, "also write a checkpoint this many minutes after the last one (0: off)",
+                                      low=0)
 
 
 def autocast_context(device: torch.device, enabled: bool):
@@ -68,7 +67,7 @@ class SupernetTrainer:
             raise ValueError("arch_step and arch_stream go together")
         self.arch_step, self.arch_stream = arch_step, arch_stream
         self.cfg, self.device, self.env = cfg, device, env
-        self.amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+        self.amp = cfg.amp and device.type == "cuda"
         self.model = model.to(device, memory_format=torch.channels_last if cfg.channels_last
                               else torch.preserve_format)
         self.sampler, self.stream, self.total_steps = sampler, stream, total_steps
