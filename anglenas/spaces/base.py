@@ -95,8 +95,10 @@ class SearchSpace(ABC):
     search_demo: ClassVar[Mapping[str, Any]] = {}
     """Search settings that ``--demo`` sets in this space (``searching/main.py --space NAME --demo``): the sizes
     that make a searcher's CPU demo take minutes here; each searcher takes the keys its settings have."""
+    search_min_flops: ClassVar[float] = 0.0
     search_max_flops: ClassVar[float] = float("inf")
-    """The SPOS search's default FLOPs ceiling in this space (real FLOPs at the reference size)."""
+    """The FLOPs window of the SPOS / FairNAS search's candidates in this space by default (real FLOPs at the
+    paper's size)."""
 
     # -- sites and ops --------------------------------------------------------------------------------------------
     @abstractmethod

@@ -45,6 +45,7 @@ class MobileSpace(SearchSpace):
     width_mult: float = 1.0
     published: Mapping[str, list[int]] = field(default_factory=dict, compare=False, hash=False, repr=False)
     layers: tuple[LayerSpec, ...] = field(init=False, compare=False)
+    search_min_flops: float = 0.0
     search_max_flops: float = float("inf")
     op_names = (*BLOCK_KEYS, "identity")
     negative_id_names = ("identity",)
@@ -173,6 +174,7 @@ FAIRNAS_SPACE = MobileSpace(
     identity_in_repeats=False,
     shrink=ShrinkDefaults(drop_rule="per_layer", drops_per_round=19, max_rounds=6,
                           max_flops=330e6 - FAIRNAS_STEM_OVERCOUNT, lr_horizon_epochs=200, init="default"),
+    search_min_flops=315e6 - FAIRNAS_STEM_OVERCOUNT,
     search_max_flops=327e6 - FAIRNAS_STEM_OVERCOUNT,
     published={"FAIRNAS_ABS": [4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5]},
 )
