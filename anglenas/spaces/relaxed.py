@@ -119,6 +119,13 @@ class RelaxedSupernet(nn.Module, ABC):
     def derive(self, probabilities: list[list[np.ndarray]] | None = None) -> Any:
         """The architecture the weights select, in the space's encoding (default: of :meth:`probabilities`)."""
 
+    def chosen(self, arch: Any) -> list[tuple[int, int, int]]:
+        """(group, site, op id) of every choice ``arch`` (an architecture :meth:`derive` gives) makes. Default: one
+        group, ``arch[s]`` the op id at site ``s``; a space with another encoding overrides it."""
+        if len(self.groups) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has {len(self.groups)} groups: override chosen()")
+        return [(0, s, int(op)) for s, op in enumerate(arch)]
+
     # -- mixing ---------------------------------------------------------------------------------------------------
     @property
     def mixing(self) -> Mixing:

@@ -34,6 +34,7 @@ from anglenas.spaces.darts.genotypes import (
     validate_genotype,
 )
 from anglenas.spaces.darts.model_eval import NetworkCIFAR, NetworkImageNet
+from anglenas.spaces.darts.model_search import SEARCH_CHANNELS, SEARCH_LAYERS, SearchNetwork
 from anglenas.spaces.darts.ops import PRIMITIVES
 from anglenas.spaces.darts.supernet import (
     AVG_POOL,
@@ -57,6 +58,7 @@ from anglenas.spaces.darts.supernet import (
     warmup_schedule,
 )
 from anglenas.spaces.registry import register_space
+from anglenas.spaces.relaxed import GroupOps, check_group_ops
 
 REFERENCE_C = 48
 LAYERS = 14
@@ -188,6 +190,8 @@ class DartsSpace(SearchSpace):
     path_breakers: ClassVar[tuple[int, ...]] = (NONE,)
     default_dropout: ClassVar[float] = 0.0
     """DARTS networks have no dropout before the classifier (they regularise with drop-path)."""
+    search_demo: ClassVar[Mapping[str, int]] = {"init_channels": 4, "layers": 3}
+    """``--space darts --demo``: the search network at C=4 with 3 cells (PDARTS: 3 cells in its first stage)."""
 
     def __post_init__(self) -> None:
         if self.width_mult <= 0:
@@ -291,6 +295,17 @@ class DartsSpace(SearchSpace):
 
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         return child_state_dict(supernet_state, self.check_arch(arch))
+
+    def relaxed_supernet(self, ops: Sequence[Sequence[int]] | GroupOps, *, channels: int | None = None,
+                         depth: int | None = None, skip_dropout: bool = False) -> SearchNetwork:
+        """Upstream DARTS' CIFAR search network (:class:`~anglenas.spaces.darts.model_search.SearchNetwork`, a 3x3
+        stride-1 stem whatever the stem stride) over ``ops``: 14 per-edge lists for both cell kinds, or a mapping
+        ``{"normal": ..., "reduce": ...}``; an empty list is a removed edge. ``channels`` default to upstream's 16
+        times the width multiplier, ``depth`` to its 8 cells. ``derive()`` gives DARTS' genotype."""
+        by_group = check_group_ops(ops, SearchNetwork.groups)
+        return SearchNetwork(channels or max(1, round(SEARCH_CHANNELS * self.width_mult)), self.num_classes,
+                             depth or SEARCH_LAYERS, by_group["normal"], skip_dropout,
+                             reduce_ops=by_group["reduce"])
 
     # -- FLOPs ----------------------------------------------------------------------------------------------------
     @functools.cache
