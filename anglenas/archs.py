@@ -8,29 +8,20 @@ e.g. a DARTS ``genotype.json``).
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from anglenas.errors import UserError
+from anglenas.search_result import read_search_result
 from anglenas.spaces import get_space, space_for_num_sites
 from anglenas.spaces.base import SearchSpace
 from anglenas.spaces.registry import SPACES
-
-SEARCH_RESULT_FORMAT = "anglenas-search-result"
 
 
 def published() -> dict[str, tuple[str, Any]]:
     """Every registered space's published architectures: name -> (space name, arch)."""
     return {name: (space.name, arch) for space in SPACES.all() for name, arch in space.published.items()}
-
-
-def format_arch(arch: Any) -> str:
-    """The space-separated encoding the search prints and :func:`parse_arch` reads (``str`` of anything else)."""
-    if isinstance(arch, (list, tuple)) and all(isinstance(op, int) for op in arch):
-        return " ".join(str(int(op)) for op in arch)
-    return str(arch)
 
 
 def _space(space: str | SearchSpace) -> SearchSpace:
@@ -50,28 +41,6 @@ def _parse_ints(value: str) -> list[int] | None:
     return [int(t) for t in tokens]
 
 
-def load_search_result(path: str | Path, rank: int = 0) -> tuple[str, list[int]]:
-    """(space name, arch) of the ``rank``-th best architecture in a search result JSON (or its folder)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "search_result.json"
-    if not path.is_file():
-        raise UserError(f"search result {str(path)!r} does not exist; give the search_result.json the search wrote")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read search result {str(path)!r}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != SEARCH_RESULT_FORMAT:
-        raise UserError(f"{str(path)!r} is not a search result (expected \"format\": \"{SEARCH_RESULT_FORMAT}\")")
-    top = doc.get("top") or []
-    if not 0 <= rank < len(top):
-        raise UserError(f"{str(path)!r} lists {len(top)} architectures; rank {rank} is out of range")
-    try:
-        return str(doc["space"]), [int(op) for op in top[rank]["arch"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{str(path)!r}: malformed entry top[{rank}] ({exc!r})") from None
-
-
 def parse_arch(value: str, space: str | None = None, rank: int = 0) -> tuple[str, list[int]]:
     """(space name, checked arch) from an encoding string, a published name or a search result path.
 
@@ -87,13 +56,25 @@ def parse_arch(value: str, space: str | None = None, rank: int = 0) -> tuple[str
         arch_space, ints = names[value.upper()]
     elif value.endswith(".json") or Path(value).exists():
         arch_space, ints = _read_arch_file(value, space, rank)
+    elif (text := _read_arch_text(value, space)) is not None:
+        arch_space, ints = text
     else:
         raise UserError(f"cannot read architecture {value!r}: give op ids like "
-                        f"\"{format_arch(names['SPOS_ABS'][1])}\", a published name "
-                        f"({', '.join(sorted(names))}) or a search_result.json path")
+                        f"\"{' '.join(map(str, names['SPOS_ABS'][1]))}\", a published name "
+                        f"({', '.join(sorted(names))}), a space's own notation (an NB201 arch string) or a "
+                        f"search_result.json path")
     if space is not None and get_space(space).name != get_space(arch_space).name:
         raise UserError(f"architecture {value!r} belongs to the {arch_space} space, not to {space}")
     return arch_space, check_arch(ints, arch_space)
+
+
+def _read_arch_text(value: str, space: str | None) -> tuple[str, Any] | None:
+    """(space, arch) of a space's own notation (e.g. NB201's ``|op~0|+...``), or None."""
+    for candidate in [get_space(space)] if space else SPACES.all():
+        arch = candidate.read_arch_text(value)
+        if arch is not None:
+            return candidate.name, arch
+    return None
 
 
 def _read_arch_file(value: str, space: str | None, rank: int) -> tuple[str, Any]:
@@ -105,4 +86,7 @@ def _read_arch_file(value: str, space: str | None, rank: int) -> tuple[str, Any]
             arch = candidate.read_arch_file(path)
             if arch is not None:
                 return candidate.name, arch
-    return load_search_result(value, rank)
+    result = read_search_result(value)
+    if not 0 <= rank < len(result.archs):
+        raise UserError(f"{value!r} lists {len(result.archs)} architectures; rank {rank} is out of range")
+    return result.space, result.archs[rank]

@@ -16,6 +16,7 @@ earlier releases (SPOS' ``top1`` scores, ProxylessNAS' ``method``). ``training/t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,13 @@ class SearchResult:
         doc = {"format": FORMAT, "version": VERSION, "searcher": self.searcher, "space": self.space,
                "operations": self.operations, "score_name": self.score_name, "top": top, "cost": self.cost,
                **self.details}
-        return json.dumps(doc, indent=1) + "\n"
+        return compact_json(doc)
+
+
+def compact_json(doc: Any) -> str:
+    """JSON with one key per line but every list of numbers on one line."""
+    text = json.dumps(doc, indent=1)
+    return re.sub(r"\[[^\[\]{}\"]*\]", lambda m: "[" + " ".join(m.group(0)[1:-1].split()) + "]", text) + "\n"
 
 
 def write_search_result(result: SearchResult, path: str | Path) -> Path:
@@ -111,6 +118,6 @@ def read_search_result(path: str | Path) -> SearchResult:
     return SearchResult(searcher=str(doc.get("searcher") or doc.get("method") or "spos"), space=space.name,
                         archs=archs, scores=scores, score_name=doc.get("score_name", "supernet top-1 (%)"),
                         operations=doc.get("operations"), cost=doc.get("cost", {}),
-                        arch_details=[{k: v for k, v in e.items() if k not in ("arch", "arch_str", "score")}
-                                      for e in top],
+                        arch_details=[{k: v for k, v in e.items()
+                                       if k not in ("arch", "arch_str", "score", "flops_m", "params_m")} for e in top],
                         details={k: v for k, v in doc.items() if k not in known})

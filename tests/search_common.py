@@ -36,6 +36,15 @@ def run_main(save: Path, ops: Path, *extra: str, timeout: float = 240) -> dict:
     return json.loads((save / "search_result.json").read_text())
 
 
+def search_in_process(argv: list[str], searcher: str = "spos") -> dict:
+    """Run the search stage in this process; the search_result.json it wrote."""
+    from anglenas.stages.search import parse_search, run_folder, run_search
+
+    chosen, cfg = parse_search(argv, searcher)
+    run_search(chosen, cfg)
+    return json.loads((run_folder(cfg) / "search_result.json").read_text())
+
+
 def journal_results(save: Path) -> list[tuple[int, ...]]:
     """Architectures of every result line in the evaluation journal (a cut last line is skipped)."""
     archs = []

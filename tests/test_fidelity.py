@@ -20,9 +20,11 @@ FAIRNAS_ABS = [4, 2, 4, 2, 2, 2, 5, 2, 4, 4, 2, 2, 2, 4, 5, 4, 2, 2, 5]
 def test_fairnas_limits_are_the_originals_in_real_flops():
     assert FAIRNAS_STEM_OVERCOUNT == 12_845_056  # 32 * 32 * 112 * 112, a 1x1 conv the network does not have
     cfg = parse_config(SearchConfig, ["--method", "fairnas", "--operations_path", "x"])
-    assert (cfg.min_flops, cfg.max_flops) == (315e6 - 12_845_056, 327e6 - 12_845_056)  # 302.15M-314.15M
-    assert (cfg.batch_size, cfg.lr) == (1024, 0.5)
-    assert cfg.min_flops <= reference_table("fairnas").arch_flops(FAIRNAS_ABS) <= cfg.max_flops  # 312.22M
+    fairnas = get_space("fairnas")  # the FairNAS search's window is its space's
+    low, high = fairnas.search_min_flops, fairnas.search_max_flops
+    assert (low, high) == (315e6 - 12_845_056, 327e6 - 12_845_056)  # 302.15M-314.15M
+    assert (cfg.batch_size, cfg.lr, cfg.min_flops, cfg.max_flops) == (1024, 0.5, None, None)
+    assert low <= reference_table("fairnas").arch_flops(FAIRNAS_ABS) <= high  # 312.22M
     assert get_space("fairnas").shrink.max_flops == 330e6 - 12_845_056
     spos = parse_config(SearchConfig, ["--operations_path", "x"])
     assert (spos.method, spos.max_flops, spos.batch_size, spos.lr, spos.seed) == ("spos", None, 512, 0.25, 0)

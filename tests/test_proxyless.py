@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import anglenas.data
-from anglenas.archs import load_search_result, parse_arch
+from anglenas.archs import parse_arch
+from anglenas.search_result import read_search_result
 from anglenas.config import parse_config
 from anglenas.errors import UserError
 from anglenas.operations import Operations
@@ -183,7 +184,8 @@ def finished(tmp_path_factory):
 
 def test_search_writes_a_result_that_training_reads(finished):
     tmp, doc = finished
-    space, arch = load_search_result(tmp / "full" / "search_result.json")
+    result = read_search_result(tmp / "full" / "search_result.json")
+    space, arch = result.space, result.best
     assert space == "gpu" and arch == doc["top"][0]["arch"]
     assert parse_arch(str(tmp / "full" / "search_result.json")) == ("gpu", arch)
     ops = small_ops()

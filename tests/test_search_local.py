@@ -7,22 +7,21 @@ import time
 
 import numpy as np
 import pytest
-from search_common import SEARCHING, TINY, journal_results, main_cmd, run_main, write_operations
+from search_common import SEARCHING, TINY, journal_results, main_cmd, run_main, search_in_process, write_operations
 
 from anglenas.config import parse_config
 from anglenas.errors import UserError
 from anglenas.operations import load_operations
-from anglenas.searchers.spos.search import Search, SearchConfig, make_sampler
-from anglenas.spaces import reference_table
+from anglenas.searchers.spos.search import SearchConfig, make_sampler
+from anglenas.spaces import get_space, reference_table
 
 
 def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path):
     ops = write_operations(tmp_path / "ops.json")
     original = tmp_path / "ops.pkl"  # the reference reads the same space from an original-style pickle
     original.write_bytes(pickle.dumps([[np.int64(op) for op in layer] for layer in load_operations(ops).ops]))
-    cfg = parse_config(SearchConfig, TINY + ["--max_epochs", "2", "--operations_path", str(original),
-                                             "--save", str(tmp_path / "ref")])
-    ref = Search(cfg).run()
+    ref = search_in_process(TINY + ["--max_epochs", "2", "--operations_path", str(original),
+                                    "--save", str(tmp_path / "ref")])
 
     save = tmp_path / "killed"
     proc = subprocess.Popen(main_cmd(save, ops, "--max_epochs", "2"), cwd=SEARCHING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -47,11 +46,11 @@ def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path
 
 def test_result_file_format_and_flops_limits(tmp_path):
     ops_path = write_operations(tmp_path / "ops.json")
-    cfg = parse_config(SearchConfig, TINY + ["--operations_path", str(ops_path), "--save", str(tmp_path / "r"),
-                                             "--max_epochs", "2", "--max_flops", "330e6"])
-    doc = Search(cfg).run()
+    doc = search_in_process(TINY + ["--operations_path", str(ops_path), "--save", str(tmp_path / "r"),
+                                    "--max_epochs", "2", "--max_flops", "330e6"])
     table, ops = reference_table("gpu"), load_operations(ops_path).ops
-    assert doc["format"] == "anglenas-search-result" and doc["version"] == 1 and doc["space"] == "gpu"
+    assert doc["format"] == "anglenas-search-result" and doc["version"] == 2 and doc["space"] == "gpu"
+    assert doc["searcher"] == "spos" and doc["score_name"] and doc["cost"]["wall_seconds"] > 0
     assert doc["operations"] == ops and doc["flops_limits"] == [None, 330e6]
     assert len(doc["top"]) == 2 and len(doc["generations"]) == 2
     for entry in doc["top"]:
@@ -61,6 +60,7 @@ def test_result_file_format_and_flops_limits(tmp_path):
         assert entry["flops_m"] == pytest.approx(table.arch_flops(arch) / 1e6) and entry["flops_m"] <= 330
         assert entry["params_m"] == pytest.approx(table.arch_params(arch) / 1e6)
     assert doc["top"][0]["top1"] >= doc["top"][1]["top1"]
+    assert [e["score"] for e in doc["top"]] == [e["top1"] for e in doc["top"]]
     evaluated = journal_results(tmp_path / "r")
     assert all(table.arch_flops(a) <= 330e6 for a in evaluated)
     accs = {tuple(json.loads(line)["arch"]): json.loads(line)["top1"]
@@ -71,9 +71,9 @@ def test_result_file_format_and_flops_limits(tmp_path):
 
 def test_fairnas_needs_equal_op_counts(tmp_path):
     ops = load_operations(write_operations(tmp_path / "ops.json")).ops
-    make_sampler("fairnas", [[0, 1]] * 21, 0)  # equal counts are fine
+    make_sampler("fairnas", [[0, 1]] * 21, 0, get_space("gpu"))  # equal counts are fine
     with pytest.raises(UserError, match="same number of ops in every layer"):
-        make_sampler("fairnas", [ops[0] + [3]] + ops[1:], 0)
+        make_sampler("fairnas", [ops[0] + [3]] + ops[1:], 0, get_space("gpu"))
 
 
 def test_local_worker_processes_give_the_in_process_numbers(tmp_path):

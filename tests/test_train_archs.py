@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from anglenas.archs import check_arch, format_arch, parse_arch, published
+from anglenas.archs import check_arch, parse_arch, published
 from anglenas.errors import UserError
+from anglenas.spaces import get_space
 
 SPOS_STR = "2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"
 
@@ -25,7 +26,7 @@ def test_published_match_spec_table():
 
 def test_parse_string_infers_space_from_length():
     space, arch = parse_arch(SPOS_STR)
-    assert space == "gpu" and len(arch) == 21 and arch[2] == -1 and format_arch(arch) == SPOS_STR
+    assert space == "gpu" and len(arch) == 21 and arch[2] == -1 and get_space("gpu").format_arch(arch) == SPOS_STR
     space, arch = parse_arch("4 2 4 2 2 2 5 2 4 4 2 2 2 4 5 4 2 2 5")
     assert space == "fairnas" and len(arch) == 19
     assert parse_arch("[" + SPOS_STR.replace(" ", ", ") + "]") == ("gpu", arch_of(SPOS_STR))
@@ -43,7 +44,7 @@ def test_parse_search_result_json(tmp_path):
     doc = {"format": "anglenas-search-result", "version": 1, "space": "gpu", "operations": [],
            "flops_limits": [None, 475.0],
            "top": [{"arch": arch_of(SPOS_STR), "arch_str": SPOS_STR, "top1": 61.2},
-                   {"arch": second, "arch_str": format_arch(second), "top1": 60.0}]}
+                   {"arch": second, "arch_str": get_space("gpu").format_arch(second), "top1": 60.0}]}
     path = tmp_path / "search_result.json"
     path.write_text(json.dumps(doc))
     assert parse_arch(str(path)) == ("gpu", arch_of(SPOS_STR))

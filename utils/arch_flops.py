@@ -12,7 +12,7 @@ architectures use the space's lookup table at the paper's size (--table reads on
 get_flops_lookup_table.py); other architectures (DARTS genotypes) are counted by running the network. An auxiliary
 head is not counted.
 """
-from anglenas.archs import format_arch, parse_arch
+from anglenas.archs import parse_arch
 from anglenas.config import ArgumentParser, HelpFormatter
 from anglenas.errors import UserError, cli
 from anglenas.flops import FlopsTable
@@ -50,7 +50,7 @@ def main() -> None:
         space = space.scaled(width)
     per_site = isinstance(arch, (list, tuple)) and all(isinstance(op, int) for op in arch)
     print(f"space: {name} ({space.input_size}x{space.input_size}, width {width:g}, {space.num_classes} classes)")
-    print(f"arch: {format_arch(arch)}")
+    print(f"arch: {space.format_arch(arch)}")
     if per_site:
         table = FlopsTable.load(args.table) if args.table else space.flops_table()
         if table.space != name:

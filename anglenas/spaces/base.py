@@ -169,6 +169,10 @@ class SearchSpace(ABC):
     def arch_from_json(self, value: Any) -> Any:
         return [int(op) for op in value]
 
+    def read_arch_text(self, text: str) -> Any | None:
+        """An architecture written in a notation of this space's own (NB201's arch string), or None."""
+        return None
+
     def read_arch_file(self, path) -> Any | None:
         """An architecture from a file of a format this space owns (e.g. a DARTS ``genotype.json``), or None when
         the file is not of that format. Search results are read by :mod:`anglenas.archs` for every space."""

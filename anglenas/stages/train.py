@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anglenas.archs import format_arch, parse_arch
+from anglenas.archs import parse_arch
 from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import DataConfig, build_data
@@ -179,7 +179,7 @@ class FinalTrainer:
             trained = parse_arch(saved["arch"], saved.get("space"), saved.get("arch_rank", 0))
             if given != trained:
                 raise UserError(f"--arch {cfg.arch!r} is not the architecture {cfg.eval_resume} was trained with "
-                                f"({format_arch(trained[1])}, {trained[0]} space); leave --arch out to evaluate it")
+                                f"({get_space(trained[0]).format_arch(trained[1])}, {trained[0]} space); leave --arch out to evaluate it")
         return dataclasses.replace(cfg, **{k: saved[k] for k in NETWORK_FIELDS if k in saved})
 
     def _describe(self) -> dict[str, float]:
@@ -200,7 +200,7 @@ class FinalTrainer:
             ref_flops, ref_params = ref_table.arch_flops(self.arch), ref_table.arch_params(self.arch)
         ref_flops, ref_params = _paper_units(ref_flops, ref_params)
         flops_m, params_m = _paper_units(flops, params)
-        self.logger.info(f"architecture ({self.space_name} space): {format_arch(self.arch)}")
+        self.logger.info(f"architecture ({self.space_name} space): {self.space.format_arch(self.arch)}")
         self.logger.info(f"network: {flops_m}M FLOPs, {params_m}M params at {self.space.input_size}px, width "
                          f"{self.space.width_mult}, {self.space.num_classes} classes (paper size: {ref_flops}M "
                          f"FLOPs, {ref_params}M params); counted by running the network")
@@ -379,7 +379,7 @@ class FinalTrainer:
             return None
         last = self.history[-1]
         summary = {"format": SUMMARY_FORMAT, "version": 1, "space": self.space_name, "arch": self.arch,
-                   "arch_str": format_arch(self.arch), "num_classes": self.space.num_classes,
+                   "arch_str": self.space.format_arch(self.arch), "num_classes": self.space.num_classes,
                    "dataset": self.cfg.dataset, "input_size": self.space.input_size,
                    "width_mult": self.space.width_mult, **sizes,
                    "top1": last["top1"], "top5": last["top5"], "eval_images": last["n"],

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anglenas.archs import SEARCH_RESULT_FORMAT, format_arch
+from anglenas.search_result import FORMAT as SEARCH_RESULT_FORMAT
 from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
 from anglenas.config import field
 from anglenas.data import BatchStream, Data, DataConfig, build_data
@@ -336,7 +336,7 @@ class ProxylessSearch:
                 log.scalar(f"arch_prob/layer{i:02d}/{space.op_name(op)}", float(p[k]), epoch + 1)
         log.info(f"epoch {epoch + 1} ({rec['phase']}): train loss {rec['train_loss']:.3f} top1 "
                  f"{rec['train_top1']:.1f}%, argmax arch val top1 {val['top1']:.1f}%, "
-                 f"{rec['arch_flops_m']:.1f}M FLOPs, normalised entropy {ent:.4f}: {format_arch(arch)}")
+                 f"{rec['arch_flops_m']:.1f}M FLOPs, normalised entropy {ent:.4f}: {self.operations.space.format_arch(arch)}")
 
     def _write_result(self) -> dict:
         from anglenas.searchers.proxyless.plots import plot_layer_probabilities
@@ -345,7 +345,7 @@ class ProxylessSearch:
         probs = self.model.probs()
         picks = self.model.argmax_picks()
         chosen = [float(p[k]) for p, k in zip(probs, picks)]
-        top = [{"arch": arch, "arch_str": format_arch(arch), "flops_m": self.flops.arch_flops(arch) / 1e6,
+        top = [{"arch": arch, "arch_str": self.operations.space.format_arch(arch), "flops_m": self.flops.arch_flops(arch) / 1e6,
                 "params_m": self.flops.arch_params(arch) / 1e6, "layer_probs": chosen,
                 "log_prob": sum(math.log(p) for p in chosen)}]
         if self.cost is not None and self.cost.name != "flops":

@@ -1,8 +1,12 @@
-"""The SPOS and FairNAS searchers (spec §6, §7): train a supernet restricted to the operations file, then evolve
-architectures. Both are registered searchers over :class:`SearchConfig`; ``--method`` picks one and its defaults.
+"""The SPOS, FairNAS and RSPS searchers: train a supernet restricted to the operations file, then search it with
+candidates scored on held-out images. All three are registered searchers over :class:`SearchConfig`;
+``--method`` (or ``--searcher``) picks one and its defaults.
 
-SPOS trains the supernet with the space's single-path sampler, FairNAS with strict fairness (every op of every
-layer once per step, which needs equal op counts per layer). The weights (``SAVE/supernet.pt``) are what evaluators load. The
+SPOS (Guo et al. 2020) trains the supernet with the space's single-path sampler and evolves architectures;
+FairNAS (Chu et al. 2021) trains it with strict fairness (every op of every layer once per step, which needs equal
+op counts per layer); RSPS, random search with weight sharing (Li and Talwalkar 2019, as NAS-Bench-201 runs it),
+trains it like SPOS and scores ``population_num * max_epochs`` random architectures (an evolution without
+crossover and mutation). The weights (``SAVE/supernet.pt``) are what evaluators load. The
 evolutionary search then scores candidates through an in-process evaluator (optionally N local workers) or
 RabbitMQ test servers. Every result is appended to ``SAVE/evaluations.jsonl`` the moment it arrives and the
 search state is saved after every generation, so a killed search restarted with the same arguments continues
@@ -22,39 +26,42 @@ import torch
 from anglenas.checkpoint import (
     atomic_write_text,
     check_same_settings,
-    check_writable,
     open_run,
     run_settings,
     save_checkpoint,
 )
-from anglenas.config import field
+from anglenas.config import SizeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nn.init import init_weights
-from anglenas.operations import Operations, load_operations
-from anglenas.searchers.registry import register_searcher
+from anglenas.operations import Operations
+from anglenas.plots import plot_search_generations
+from anglenas.runtime import use_threads
+from anglenas.search_result import SearchResult
+from anglenas.searchers.registry import SearchInputConfig, register_searcher
 from anglenas.searchers.spos.evaluate import CandidateEvaluator, EvalSettings, InProcessEvaluator, LocalPoolEvaluator
 from anglenas.searchers.spos.evolution import Arch, EvolutionConfig, EvolutionSearch
 from anglenas.searchers.spos.journal import Journal, read_journal, read_search_state
 from anglenas.searchers.spos.messages import weights_fingerprint
 from anglenas.searchers.spos.mq import BrokerConfig, check_broker
 from anglenas.spaces import reference_table
-from anglenas.spaces.mobilenet import FAIRNAS_STEM_OVERCOUNT
+from anglenas.spaces.base import SearchSpace
 from anglenas.train.dist import barrier, init_distributed
-from anglenas.train.samplers import FairPathSampler
+from anglenas.train.samplers import FairPathSampler, PathSampler
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
-WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL, RESULT = ("supernet.pt", "supernet_checkpoint.pt", "search_state.json",
-                                                     "evaluations.jsonl", "search_result.json")
-RESULT_FORMAT = "anglenas-search-result"
-SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=0.0, max_flops=None)
+WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL = (
+    "supernet.pt", "supernet_checkpoint.pt", "search_state.json", "evaluations.jsonl")
+SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=None, max_flops=None)
 """The SPOS searcher's defaults (spec §6.1, §6.2); the FLOPs ceiling is the space's (475M in the GPU space,
 330M in ShuffleNetV2's)."""
-FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=315e6 - FAIRNAS_STEM_OVERCOUNT,
-               max_flops=327e6 - FAIRNAS_STEM_OVERCOUNT)
-"""The FairNAS searcher's defaults (spec §7): the original's 315M-327M window in real FLOPs (302.15M-314.15M; its
-table over-counted the stem by 12.85M)."""
+FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=None, max_flops=None)
+"""The FairNAS searcher's defaults; its FLOPs window is the fairnas space's (the original's 315M-327M in real
+FLOPs: 302.15M-314.15M, its table over-counted the stem by 12.85M)."""
+RSPS = dict(SPOS, population_num=100, max_epochs=1, crossover_num=0, mutation_num=0)
+"""RSPS: SPOS' supernet, then 100 random architectures (NAS-Bench-201's RSPS samples 100)."""
+METHODS = {"spos": SPOS, "fairnas": FAIRNAS, "rsps": RSPS}
 # fields that may change between a run and its resumption (they do not change the result)
 RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minutes", "save", "demo", "amp", "backend",
                      "local_workers",
@@ -63,39 +70,36 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minute
 
 
 @dataclass
-class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfig):
+class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfig, SizeConfig, SearchInputConfig):
     """Supernet training in the shrunk space and evolutionary search; ``--method`` sets the searcher's defaults
-    (batch size, LR, seed, FLOPs window), which flags still override."""
+    (batch size, LR, seed, FLOPs window, evolution), which flags still override."""
 
-    method: str = field("spos", "spos: single path, FLOPs <= 475M, batch 512, lr 0.25; fairnas: strict fairness, "
-                                "302.15M-314.15M real FLOPs, batch 1024, lr 0.5",
-                        choices=("spos", "fairnas"), presets=lambda: {"spos": SPOS, "fairnas": FAIRNAS})
-    operations_path: str = field("", "operations file written by shrinking (JSON, or the original pickle)")
-    save: str = field("runs/search", "run folder: weights, checkpoints, evaluations, result, log")
-    epochs: int = field(100, "supernet epochs (FairNAS runs epochs * steps_per_epoch / m steps of m paths)")
+    method: str = field("spos", "spos: single path, evolution, FLOPs <= 475M, batch 512, lr 0.25; fairnas: strict "
+                                "fairness, 302.15M-314.15M real FLOPs, batch 1024, lr 0.5; rsps: single path, 100 "
+                                "random candidates", choices=tuple(METHODS), presets=lambda: METHODS)
+    save: str = override("runs/search")
+    epochs: int = field(100, "supernet epochs (FairNAS runs epochs * steps_per_epoch / m steps of m paths)", low=0)
     init: str = field("default", "supernet weight init (the original keeps PyTorch's default here)",
                       choices=("default", "he_fanout"))
     zero_init_residual: bool = field(False, "start every residual MBConv block as the identity (last BN gamma = 0; "
                                             "not in the original; the CPU demo's supernet needs it to learn)")
-    min_flops: float = field(0.0, "FLOPs floor of candidates, real FLOPs at the paper's size")
+    min_flops: float | None = field(None, "FLOPs floor of candidates, real FLOPs at the paper's size (default: the "
+                                          "space's: fairnas 302.15e6, else 0)", low=0)
     max_flops: float | None = field(None, "FLOPs ceiling of candidates, real FLOPs at the paper's size (default: "
-                                          "the space's: gpu 475e6, shufflenetv2 330e6)")
-    topk: int = field(2, "architectures written to search_result.json")
-    width_mult: float = field(1.0, "channel width multiplier")
-    input_size: int | None = field(None, "input resolution (default: the dataset's)")
-    stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
-    bn_images: int = field(10240, "training images for each candidate's exact BN recalibration")
-    bn_batch_size: int = field(256, "batch size of the BN recalibration (bn_images must be a multiple)")
-    val_images: int | None = field(None, "search-val images scored per candidate, a fixed random subset (default: all)")
-    eval_batch_size: int = field(200, "batch size of candidate evaluation")
+                                          "the space's: gpu 475e6, fairnas 314.15e6, shufflenetv2 330e6)", low=0)
+    topk: int = field(2, "architectures written to search_result.json", low=1)
+    bn_images: int = field(10240, "training images for each candidate's exact BN recalibration", low=1)
+    bn_batch_size: int = field(256, "batch size of the BN recalibration (bn_images must be a multiple)", low=1)
+    val_images: int | None = field(None, "search-val images scored per candidate, a fixed random subset (default: "
+                                         "all)", low=1)
+    eval_batch_size: int = field(200, "batch size of candidate evaluation", low=1)
     backend: str = field("local", "candidate evaluation: local (this machine) or rabbitmq (test servers)",
                          choices=("local", "rabbitmq"))
-    local_workers: int = field(0, "local backend: worker processes (0: evaluate in this process)")
-    eval_threads: int = field(0, "CPU threads of local evaluation (per worker; 0: torch's default)")
+    local_workers: int = field(0, "local backend: worker processes (0: evaluate in this process)", low=0)
+    eval_threads: int = field(0, "CPU threads of local evaluation (per worker; 0: torch's default)", low=0)
     resend_after: float = field(0.0, "rabbitmq: re-publish a request with no result after this many seconds "
-                                     "(0: never; requests are durable and redelivered by the broker)")
-    checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)")
-    demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
+                                     "(0: never; requests are durable and redelivered by the broker)", low=0)
+    checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)", low=0)
 
     def eval_settings(self, space_name: str) -> EvalSettings:
         return EvalSettings(space_name, self.width_mult, self.stem_stride, self.input_size, self.dataset,
@@ -110,12 +114,11 @@ DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, l
 identity, as the shrinking demo), 5 supernet epochs, 4 generations of 12; about a minute on 2 idle CPU cores."""
 
 
-def make_sampler(method: str, ops: list[list[int]], seed: int, space=None):
-    """SPOS: the space's single-path sampler over ``ops``; FairNAS: strict fairness (equal op counts per layer)."""
-    if method == "spos":
-        from anglenas.spaces import get_space
-
-        return (space or get_space("gpu")).train_sampler(ops, seed)
+def make_sampler(method: str, ops: list[list[int]], seed: int, space: SearchSpace) -> PathSampler:
+    """SPOS, RSPS: the space's single-path sampler over ``ops``; FairNAS: strict fairness (equal op counts per
+    layer)."""
+    if method != "fairnas":
+        return space.train_sampler(ops, seed)
     counts = sorted({len(layer) for layer in ops})
     if len(counts) != 1:
         raise UserError(f"FairNAS strict fairness needs the same number of ops in every layer, but the operations "
@@ -125,22 +128,22 @@ def make_sampler(method: str, ops: list[list[int]], seed: int, space=None):
 
 
 class Search:
-    """Runs the search stage for one :class:`SearchConfig`; ``run()`` returns the search_result document."""
+    """One search of :class:`SearchConfig` in ``operations``; ``run()`` returns its :class:`SearchResult`."""
 
-    def __init__(self, cfg: SearchConfig) -> None:
+    def __init__(self, cfg: SearchConfig, operations: Operations) -> None:
         self.cfg = cfg
-        if not cfg.operations_path:
-            raise UserError("--operations_path is required: the operations file written by shrinking/main.py")
-        check_writable(cfg.save, "run folder", "--save")
-        self.operations: Operations = load_operations(cfg.operations_path)
+        self.operations = operations
         self.ref_space = self.operations.space
-        if cfg.max_flops is None:
-            self.cfg = cfg = dataclasses.replace(cfg, max_flops=self.ref_space.search_max_flops)
+        self.cfg = cfg = dataclasses.replace(
+            cfg, min_flops=self.ref_space.search_min_flops if cfg.min_flops is None else cfg.min_flops,
+            max_flops=self.ref_space.search_max_flops if cfg.max_flops is None else cfg.max_flops)
         self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space)
         self.table = reference_table(self.ref_space.name)
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
         self.logger = RunLogger(self.save, self.env.is_main)
+        self.logger.info(f"{cfg.method} in the {self.ref_space.name} space on {self.device}, "
+                         f"{use_threads(cfg.threads)} CPU thread(s)")
         if cfg.backend == "rabbitmq" and self.env.is_main:  # a wrong password now, not after supernet training
             check_broker(cfg, self.logger.info)
         self.settings = cfg.eval_settings(self.ref_space.name)
@@ -210,7 +213,7 @@ class Search:
             torch.set_num_threads(cfg.eval_threads)
         return InProcessEvaluator(CandidateEvaluator(self.settings, cfg, self.device), weights, progress)
 
-    def search(self, weights: Path) -> dict:
+    def search(self, weights: Path) -> SearchResult:
         cfg = self.cfg
         fingerprint = weights_fingerprint(weights)
         results, pending = read_journal(self.save / JOURNAL, fingerprint)
@@ -251,42 +254,44 @@ class Search:
             close = getattr(evaluator, "close", None)
             if close is not None:
                 close()
-        return self._write_result(evo)
+        return self._result(evo)
 
     def _save_state(self, evo: EvolutionSearch, fingerprint: str) -> None:
         atomic_write_text(self.save / STATE, json.dumps({"config": self._semantic_config(), "fingerprint": fingerprint,
                                                           "search": evo.state()}) + "\n")
 
-    def _write_result(self, evo: EvolutionSearch) -> dict:
-        from anglenas.plots import plot_search_generations
-
-        top = [{"arch": list(a), "arch_str": " ".join(map(str, a)), "top1": acc,
-                "flops_m": self.table.arch_flops(a) / 1e6, "params_m": self.table.arch_params(a) / 1e6}
-               for a, acc in evo.best()]
-        doc = {"format": RESULT_FORMAT, "version": 1, "space": self.ref_space.name, "operations": self.operations.ops,
-               "flops_limits": [self.cfg.min_flops or None, self.cfg.max_flops], "top": top, "generations": evo.history}
-        atomic_write_text(self.save / RESULT, json.dumps(doc, indent=1) + "\n")
+    def _result(self, evo: EvolutionSearch) -> SearchResult:
+        best = evo.best()
         fig = plot_search_generations(evo.history, self.save / "search_generations.png")
         self.logger.figure("search/generations", fig, len(evo.history))
-        self.logger.info(f"best architecture: {top[0]['arch_str']} top1 {top[0]['top1']:.2f}% "
-                         f"{top[0]['flops_m']:.1f}M FLOPs; {len(evo.results)} candidates evaluated; "
-                         f"result {self.save / RESULT}")
-        return doc
+        arch, top1 = best[0]
+        self.logger.info(f"best architecture: {self.ref_space.format_arch(arch)} top1 {top1:.2f}% "
+                         f"{self.table.arch_flops(arch) / 1e6:.1f}M FLOPs; {len(evo.results)} candidates evaluated")
+        return SearchResult(searcher=self.cfg.method, space=self.ref_space.name, archs=[list(a) for a, _ in best],
+                            scores=[acc for _, acc in best], score_name="supernet top-1 on search-val (%)",
+                            arch_details=[{"top1": acc} for _, acc in best],  # the name of version 1
+                            operations=self.operations.ops,
+                            cost={"device": str(self.device), "supernet_epochs": self.cfg.epochs,
+                                  "evaluations": len(evo.results)},
+                            details={"flops_limits": [self.cfg.min_flops or None, self.cfg.max_flops],
+                                     "generations": evo.history})
 
-    def run(self) -> dict | None:
+    def run(self) -> SearchResult | None:
         weights = self.train_supernet()
         if not self.env.is_main:
             return None
         return self.search(weights)
 
 
-@register_searcher("spos", SearchConfig, "supernet", "gpu", SPOS)
-def run_spos(cfg: SearchConfig) -> dict | None:
-    """SPOS: uniform single-path supernet, evolutionary search under a FLOPs ceiling."""
-    return Search(cfg).run()
+def run_evolution(cfg: SearchConfig, operations: Operations) -> SearchResult | None:
+    """Supernet training then evolutionary (or random) search; ``cfg.method`` is the searcher."""
+    return Search(cfg, operations).run()
 
 
-@register_searcher("fairnas", SearchConfig, "supernet", "fairnas", FAIRNAS)
-def run_fairnas(cfg: SearchConfig) -> dict | None:
-    """FairNAS: strict-fairness supernet, evolutionary search in a FLOPs window."""
-    return Search(cfg).run()
+register_searcher("spos", SearchConfig, "supernet", "gpu", {"method": "spos"}, {"demo": DEMO},
+                  "SPOS: uniform single-path supernet, evolutionary search under a FLOPs ceiling")(run_evolution)
+register_searcher("fairnas", SearchConfig, "supernet", "fairnas", {"method": "fairnas"}, {"demo": DEMO},
+                  "FairNAS: strict-fairness supernet, evolutionary search in the space's FLOPs window")(run_evolution)
+register_searcher("rsps", SearchConfig, "supernet", "gpu", {"method": "rsps"},
+                  {"demo": {**DEMO, "population_num": 24, "max_epochs": 1}},
+                  "RSPS: uniform single-path supernet, random search with weight sharing")(run_evolution)

@@ -24,7 +24,7 @@ from torch import nn
 from anglenas.errors import UserError
 from anglenas.flops import FlopsTable, chain_flops
 from anglenas.spaces.base import Arch, SearchSpace, ShrinkDefaults
-from anglenas.spaces.nb201.cells import EDGES, NONE, NUM_EDGES, OPS, PATHS, Cell, path_edges, to_str
+from anglenas.spaces.nb201.cells import EDGES, NONE, NUM_EDGES, OPS, PATHS, Cell, parse, path_edges, to_str
 from anglenas.spaces.nb201.network import NB201Network, path_state_dict
 from anglenas.spaces.nb201.supernet import NB201SuperNet, ResidualReduction, make_op
 from anglenas.spaces.registry import register_space
@@ -112,6 +112,10 @@ class NB201Space(SearchSpace):
     def format_arch(self, arch: Arch) -> str:
         """NB201's arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
         return to_str(tuple(int(op) for op in arch))
+
+    def read_arch_text(self, text: str) -> list[int] | None:
+        """The cell of an NB201 arch string (a malformed one is a :class:`UserError`), None for other text."""
+        return list(parse(text)) if text.strip().startswith("|") else None
 
     # -- sizes ----------------------------------------------------------------------------------------------------
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
