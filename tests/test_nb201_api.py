@@ -1,8 +1,10 @@
 """The NB201 / NATS-Bench calls of `Benchmark` against the shipped CSV read directly, hand-counted costs,
 a README-style user script, an official API stand-in, and the errors for what the table does not hold."""
 import csv
+import random
 import runpy
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -158,6 +160,14 @@ class FakeOfficial:
     def get_net_param(self, index, dataset, seed):
         return {"seed": seed}
 
+    def find_best(self, dataset, metric_on_set, flop_max=None, param_max=None, hp="12"):
+        self.calls.append(("best", dataset, metric_on_set, flop_max, param_max, hp))
+        return 42, 99.0
+
+    def get_net_config(self, index, dataset):
+        self.calls.append(("config", index, dataset))
+        return {"name": "infer.tiny", "official": True}
+
 
 def test_an_official_source_answers_with_official_values(api):
     official = FakeOfficial()
@@ -170,6 +180,10 @@ def test_an_official_source_answers_with_official_values(api):
     assert cost["counted-flops"] == pytest.approx(api.get_cost_info(6111, "cifar10")["flops"])
     assert bench.query_meta_info_by_index(6111).get_comput_costs("cifar100")["params"] == 0.25
     assert bench.get_net_param(3, "cifar10", 777) == {"seed": 777}
+    assert bench.find_best("cifar100", "valid", FLOP_max=30, hp=12) == (42, 99.0)
+    assert official.calls[-1] == ("best", "cifar100", "valid", 30, None, "12")
+    assert bench.get_net_config(api[9], "cifar10-valid") == {"name": "infer.tiny", "official": True}
+    assert official.calls[-1] == ("config", 9, "cifar10-valid")
 
 
 def test_a_garbage_benchmark_file_is_named_not_a_benchmark(tmp_path):
@@ -199,6 +213,10 @@ def test_the_12_epoch_table_answers_hp_12_with_valid_accuracies(tmp_path, api):
     assert bench.get_more_info(7, "ImageNet16-120", None, True) == {"valid-accuracy": 500.007, "test-accuracy": 400.007}
     assert bench.query_meta_info_by_index(7, hp="12").get_metrics("cifar100", "x-valid")["accuracy"] == 300.007
     assert bench.get_more_info(6111, "cifar10")["test-accuracy"] == api.accuracy(6111)  # 200 epochs unchanged
+    # find_best's 'valid' on CIFAR-10 is the x-valid of cifar10-valid; the highest value is the last index
+    assert bench.find_best("cifar10", "valid", hp="12") == (15624, pytest.approx(115.624))
+    assert bench.find_best("ImageNet16-120", "test", None, None, "12") == (15624, pytest.approx(415.624))
+    assert bench.avaliable_hps == ["12", "200"]
     with pytest.raises(UserError, match="per-epoch"):
         bench.get_more_info(1, "cifar10", iepoch=5, hp="12")
     with pytest.raises(UserError, match="official benchmark file"):
@@ -206,3 +224,154 @@ def test_the_12_epoch_table_answers_hp_12_with_valid_accuracies(tmp_path, api):
     path.write_text("arch,cellstr\n0,x\n")
     with pytest.raises(UserError, match="not a 12-epoch NB201 table"):
         Benchmark.load(hp12=path)
+
+
+# -- NATS-Bench's API (nats_bench.create, api_utils.NASBenchMetaAPI), behaviour as documented in its code -------
+def test_create_and_the_index_calls_behave_as_nats_bench(rows, capsys):
+    from anglenas.nb201 import create
+
+    api = create(None, "tss", fast_mode=True, verbose=False)
+    assert isinstance(api, Benchmark) and len(api) == 15625 and api.search_space_name == "topology"
+    assert capsys.readouterr().out == ""
+    strings = [r["ArchitectureString"] for r in rows]
+    assert api.meta_archs == strings and api.evaluated_indexes == set(range(15625))
+    assert api.archstr2index == {s: i for i, s in enumerate(strings)}
+    assert api.query_index_by_arch(BEST_C10) == strings.index(BEST_C10) == 6111
+    assert api.query_index_by_arch(17) == 17 and api.arch(17) == api[17] == strings[17]
+
+    class Structure:  # NB201's genotype objects answer tostr()
+        def tostr(self):
+            return strings[857]
+
+    assert api.query_index_by_arch(Structure()) == 857
+    # NATS-Bench returns -1 for anything that is no architecture of the benchmark
+    for junk in ("", "|x|", "|nor_conv_3x3~0|+|x", BEST_C10.replace("nor_conv_1x1", "conv_5x5"), None, 2.5,
+                 (0, 1, 2), (7, 0, 0, 0, 0, 0), object()):
+        assert api.query_index_by_arch(junk) == -1 and junk not in api
+    with pytest.raises(UserError, match="out of range"):
+        api.query_index_by_arch(15625)
+    assert 6111 in api and 0 in api and BEST_C10 in api and (0,) * 6 in api
+    assert 15625 not in api and -1 not in api
+    assert api.get_unique_str(1) == rows[1]["UniqueString"]
+    random.seed(3)
+    draws = [api.random() for _ in range(50)]
+    random.seed(3)
+    assert draws == [random.randint(0, 15624) for _ in range(50)]
+    create(None, "topology")
+    assert "15625/15625 architectures" in capsys.readouterr().out
+    for args, word in [((None, "sss"), "size search space"), ((None, "nas"), "invalid search space"),
+                       (({"meta_archs": []}, "tss"), "pass the path")]:
+        with pytest.raises(UserError, match=word):
+            create(*args)
+
+
+def _hand_costs(rows, classes, side):
+    """Hand-counted (FLOPs, params) of every row: they depend only on the number of 1x1 and 3x3 conv edges."""
+    cache, out = {}, []
+    for r in rows:
+        key = (r["ArchitectureString"].count("nor_conv_1x1"), r["ArchitectureString"].count("nor_conv_3x3"))
+        if key not in cache:
+            cache[key] = _hand_cost((space.CONV1,) * key[0] + (space.CONV3,) * key[1] + (0,) * (6 - sum(key)),
+                                    classes, side)
+        out.append(cache[key])
+    return out
+
+
+def _brute_best(rows, column, costs, flop_max=None, param_max=None):
+    best = (-1, None)
+    for i, (r, (flops, params)) in enumerate(zip(rows, costs)):
+        if (flop_max is None or flops / 1e6 <= flop_max) and (param_max is None or params / 1e6 <= param_max):
+            if best[1] is None or float(r[column]) > best[1]:
+                best = (i, float(r[column]))
+    return best
+
+
+def test_find_best_is_a_brute_force_over_the_csv_with_hand_counted_costs(api, rows):
+    c10, c100, in16 = "CIFAR10TestAccuracy200Epochs", "CIFAR100TestAccuracy200Epochs", "ImageNetTestAccuracy200Epochs"
+    # the best CIFAR-10 cell is tied (6111 and 13714): NATS-Bench keeps the first
+    assert api.find_best("cifar10", "test", hp="200") == (6111, float(rows[6111][c10])) == _brute_best(
+        rows, c10, _hand_costs(rows, 10, 32))
+    costs100 = _hand_costs(rows, 100, 32)
+    best = _brute_best(rows, c100, costs100, flop_max=50)
+    assert best[0] not in (-1, 9930)  # the limit changes the answer
+    assert api.find_best("cifar100", "test", 50, None, "200") == best  # NB201's positional order
+    assert api.find_best("cifar100", "x-test", FLOP_max=50) == best  # NB201's keyword spelling
+    assert api.find_best("c100", "test", flop_max=50, enforce_all=True) == best
+    costs16 = _hand_costs(rows, 120, 16)
+    assert api.find_best("ImageNet16-120", "test", param_max=0.5, flop_max=20) == _brute_best(
+        rows, in16, costs16, 20, 0.5)
+    assert api.find_best("cifar10", "test", flop_max=1) == (-1, None)  # the smallest network has 7.8 MFLOPs
+    with pytest.raises(UserError, match="official benchmark file"):
+        api.find_best("cifar10", "valid")  # the x-valid of cifar10-valid
+    with pytest.raises(UserError, match="hp='12'"):
+        api.find_best("cifar100", "test", hp="12")
+
+
+def test_get_net_config_and_the_network_it_builds(api, rows):
+    from anglenas.nb201 import get_cell_based_tiny_net, network_from_config
+
+    for dataset, classes in [("cifar10-valid", 10), ("cifar10", 10), ("cifar100", 100), ("ImageNet16-120", 120)]:
+        assert api.get_net_config(6111, dataset) == {"name": "infer.tiny", "C": 16, "N": 5, "num_classes": classes,
+                                                     "arch_str": rows[6111]["ArchitectureString"]}
+    config = api.get_net_config(6111, "cifar100")
+    with torch.device("meta"):
+        net = network_from_config(config)
+        assert sum(p.numel() for p in net.parameters()) == _hand_cost(space.parse(BEST_C10), 100, 32)[1]
+
+    class Genotype:
+        def tostr(self):
+            return BEST_C10
+
+    small = types.SimpleNamespace(name="infer.tiny", C=4, N=1, genotype=Genotype(), num_classes=7)
+    torch.manual_seed(0)
+    net = get_cell_based_tiny_net(small)
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 7)
+    assert sum(p.numel() for p in net.parameters()) == _hand_cost(space.parse(BEST_C10), 7, 16, c=4, n=1)[1]
+    for bad, word in [({**config, "name": "infer.shape.tiny"}, "only NATS-Bench topology"),
+                      ({"name": "infer.tiny", "C": 16, "arch_str": BEST_C10}, "lacks N, num_classes"),
+                      ({**config, "arch_str": "|x|"}, "node")]:
+        with pytest.raises(UserError, match=word):
+            network_from_config(bad)
+
+
+def test_query_info_str_by_arch_holds_the_table_and_the_hand_counted_costs(api, rows, capsys):
+    text = api.query_info_str_by_arch(BEST_C10, "200")
+    lines = text.splitlines()
+    assert lines[0] == BEST_C10 and lines[1] == \
+        "datasets : ['cifar10', 'cifar100', 'ImageNet16-120'], extra-info : arch-index=6111"
+    for dataset, (classes, side), column in [("cifar10", (10, 32), "CIFAR10TestAccuracy200Epochs"),
+                                             ("ImageNet16-120", (120, 16), "ImageNetTestAccuracy200Epochs")]:
+        flops, params = _hand_cost(space.parse(BEST_C10), classes, side)
+        assert f"{dataset:14s} FLOP={flops / 1e6:6.2f} M, Params={params / 1e6:.3f} MB" in text
+        assert f"{dataset:14s} test : [top1 = {float(rows[6111][column]):.2f}%]" in text
+    assert api.query_by_arch(6111, "200") == text
+    api.show(6111)
+    assert capsys.readouterr().out == text + "\n"
+    with pytest.raises(UserError, match="hp='12'"):
+        api.query_info_str_by_arch(6111, "12")
+
+
+NATS_SCRIPT = '''
+from anglenas.nb201 import create, get_cell_based_tiny_net  # was: from nats_bench import create, xautodl.models
+api = create(None, 'tss', fast_mode=True, verbose=False)
+info = api.get_more_info(1234, 'cifar10', hp='200', is_random=False)
+cost = api.get_cost_info(12, 'cifar10')
+config = api.get_net_config(12, 'cifar10')
+network = get_cell_based_tiny_net(config)
+index = api.query_index_by_arch('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
+best, accuracy = api.find_best('cifar100', 'test', 20, None, hp='200')
+print('RESULT', info['test-accuracy'], index, best, accuracy, sum(p.numel() for p in network.parameters()),
+      round(cost['params'] * 1e6))
+'''
+
+
+def test_a_nats_bench_user_script_runs_with_one_changed_import(tmp_path, capsys, rows):
+    script = tmp_path / "nats_user.py"
+    script.write_text(textwrap.dedent(NATS_SCRIPT))
+    runpy.run_path(str(script), run_name="__main__")
+    result = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("RESULT")).split()
+    assert float(result[1]) == float(rows[1234]["CIFAR10TestAccuracy200Epochs"]) and result[2] == "1"
+    assert (int(result[3]), float(result[4])) == _brute_best(rows, "CIFAR100TestAccuracy200Epochs",
+                                                             _hand_costs(rows, 100, 32), 20)
+    params = _hand_cost(space.parse(rows[12]["ArchitectureString"]), 10, 32)[1]
+    assert int(result[5]) == int(result[6]) == params

@@ -195,7 +195,7 @@ def cell_of(cfg_arch: str, index: int | None, bench: Benchmark) -> tuple[Cell, i
     """(cell, benchmark index) of ``--arch STR`` or ``--index N`` (exactly one)."""
     if bool(cfg_arch) == (index is not None):
         raise UserError("give exactly one of --arch STRING or --index N")
-    index = bench.query_index_by_arch(cfg_arch) if cfg_arch else bench.check_index(index)
+    index = bench.index_of(cfg_arch or index)
     return tuple(int(op) for op in bench.cells[index]), index
 
 
