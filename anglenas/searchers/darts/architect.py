@@ -1,5 +1,5 @@
-"""The DARTS architecture step (upstream ``architect.py``): first order, or second order with the unrolled
-weights and the finite-difference Hessian-vector product of the DARTS paper (eq. 7, 8).
+"""The DARTS architecture step (quark0/darts ``cnn/architect.py``) on any relaxed supernet: first order, or second
+order with the unrolled weights and the finite-difference Hessian-vector product of the DARTS paper (eq. 7, 8).
 
 Second order, with w' = w - eta (mu m + dL_train/dw + wd w) one virtual SGD step (m: the momentum buffer)::
 
@@ -8,6 +8,7 @@ Second order, with w' = w - eta (mu m + dL_train/dw + wd w) one virtual SGD step
 
 with w+- = w +- eps dL_val(w', alpha)/dw' and eps = 0.01 / ||dL_val/dw'||. The virtual model is evaluated with
 :func:`torch.func.functional_call` on substituted weights, so the network is never copied or modified in place.
+The architecture weights are the supernet's :meth:`~anglenas.spaces.relaxed.RelaxedSupernet.arch_parameters`.
 """
 from __future__ import annotations
 
@@ -18,16 +19,20 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from anglenas.spaces.darts.model_search import SearchNetwork
+from anglenas.spaces.relaxed import RelaxedSupernet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-class Architect:
-    """Adam on the alphas (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3 by default)."""
+def _or_zeros(grads, like) -> list[torch.Tensor]:
+    return [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, like)]
 
-    def __init__(self, model: SearchNetwork, momentum: float, weight_decay: float, lr: float = 3e-4,
+
+class Architect:
+    """Adam on the architecture weights (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3 by default)."""
+
+    def __init__(self, model: RelaxedSupernet, momentum: float, weight_decay: float, lr: float = 3e-4,
                  arch_weight_decay: float = 1e-3, unrolled: bool = False, grad_clip: float = 0.0,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                  r: float = 1e-2):
@@ -36,7 +41,8 @@ class Architect:
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=(0.5, 0.999),
                                           weight_decay=arch_weight_decay)
         self.criterion = nn.CrossEntropyLoss()
-        self._weight_names = [n for n, _ in model.named_parameters() if not n.startswith("alphas_")]
+        self._arch_names = model.arch_names()
+        self._weight_names = [n for n, _ in model.named_parameters() if not model.is_arch_name(n)]
 
     def _loss(self, params: dict[str, torch.Tensor] | None, batch: Batch) -> torch.Tensor:
         x, y = batch
@@ -48,28 +54,27 @@ class Architect:
 
     def step(self, train: Batch, valid: Batch, eta: float, network_optimizer: torch.optim.Optimizer | None
              ) -> torch.Tensor:
-        """One Adam step of the alphas; returns the validation loss (detached)."""
+        """One Adam step of the architecture weights; returns the validation loss (detached)."""
         self.optimizer.zero_grad(set_to_none=True)
+        alphas = self.model.arch_parameters()
         if self.unrolled:
             loss, grads = self.unrolled_gradient(train, valid, eta, network_optimizer)
-            for alpha, g in zip(self.model.arch_parameters(), grads):
+            for alpha, g in zip(alphas, grads):
                 alpha.grad = g
         else:
             loss = self._loss(None, valid)
-            loss.backward(inputs=self.model.arch_parameters())
+            loss.backward(inputs=alphas)
         if self.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.arch_parameters(), self.grad_clip)
+            nn.utils.clip_grad_norm_(alphas, self.grad_clip)
         self.optimizer.step()
         return loss.detach()
 
     def unrolled_gradient(self, train: Batch, valid: Batch, eta: float,
                           network_optimizer: torch.optim.Optimizer | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(validation loss at w', the second-order gradient of the alphas)."""
-        model = self.model
-        weights = dict(zip(self._weight_names, model.weights()))
-        alphas = {"alphas_normal": model.alphas_normal, "alphas_reduce": model.alphas_reduce}
-        train_loss = self._loss(None, train)
-        dw = torch.autograd.grad(train_loss, list(weights.values()), allow_unused=True)
+        """(validation loss at w', the second-order gradient of the architecture weights)."""
+        weights = dict(zip(self._weight_names, self.model.weights()))
+        alphas = dict(zip(self._arch_names, self.model.arch_parameters()))
+        dw = torch.autograd.grad(self._loss(None, train), list(weights.values()), allow_unused=True)
         unrolled = {}
         with torch.no_grad():
             for (name, w), g in zip(weights.items(), dw):
@@ -80,8 +85,8 @@ class Architect:
                 unrolled[name] = (w - eta * step).requires_grad_(True)
         valid_loss = self._loss({**unrolled, **alphas}, valid)
         grads = torch.autograd.grad(valid_loss, [*alphas.values(), *unrolled.values()], allow_unused=True)
-        dalpha = [g if g is not None else torch.zeros_like(a) for g, a in zip(grads[:2], alphas.values())]
-        vector = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads[2:], unrolled.values())]
+        dalpha = _or_zeros(grads[:len(alphas)], alphas.values())
+        vector = _or_zeros(grads[len(alphas):], unrolled.values())
         implicit = self.hessian_vector_product(weights, vector, train)
         return valid_loss.detach(), [d - eta * h for d, h in zip(dalpha, implicit)]
 
@@ -90,12 +95,12 @@ class Architect:
         """(d^2 L_train / dalpha dw) . vector by central differences of dL_train/dalpha at w +- eps vector."""
         norm = torch.cat([v.flatten() for v in vector]).norm()
         eps = self.r / norm.clamp_min(1e-12)
-        alphas = self.model.arch_parameters()
+        alphas = dict(zip(self._arch_names, self.model.arch_parameters()))
         grads = []
         for sign in (1.0, -1.0):
             with torch.no_grad():
                 shifted = {name: w + sign * eps * v for (name, w), v in zip(weights.items(), vector)}
-            shifted.update(alphas_normal=alphas[0], alphas_reduce=alphas[1])
-            found = torch.autograd.grad(self._loss(shifted, batch), alphas, allow_unused=True)
-            grads.append([g if g is not None else torch.zeros_like(a) for g, a in zip(found, alphas)])
+            found = torch.autograd.grad(self._loss({**shifted, **alphas}, batch), list(alphas.values()),
+                                        allow_unused=True)
+            grads.append(_or_zeros(found, alphas.values()))
         return [(gp - gn) / (2 * eps) for gp, gn in zip(*grads)]

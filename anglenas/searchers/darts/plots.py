@@ -7,7 +7,6 @@ from typing import Sequence
 
 import matplotlib
 import matplotlib.ticker
-import numpy as np
 from matplotlib.figure import Figure
 
 from anglenas.spaces.darts.genotypes import Genotype
@@ -20,14 +19,14 @@ COLORS = {name: matplotlib.colormaps["tab10"](i) for i, name in enumerate(PRIMIT
 def plot_alphas(history: Sequence[dict], normal_ops: Sequence[Sequence[int]], reduce_ops: Sequence[Sequence[int]],
                 path: str | Path | None = None) -> Figure:
     """Softmax weight of each op of each edge against the epoch: rows = nodes of the normal then the reduction
-    cell, columns = the node's input states. ``history[i]`` holds ``epoch``, ``normal`` and ``reduce`` (14 x k);
-    column i of edge e belongs to primitive ``normal_ops[e][i]`` (``reduce_ops`` for the reduction cell)."""
+    cell, columns = the node's input states. ``history[i]`` holds ``epoch`` and ``alphas`` ({"normal": 14 lists,
+    "reduce": 14 lists}); entry i of edge e belongs to primitive ``normal_ops[e][i]`` (``reduce_ops`` for the
+    reduction cell)."""
     epochs = [rec["epoch"] for rec in history]
     fig = Figure(figsize=(13, 16))
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=0.95, hspace=0.6, wspace=0.15)
     axes = fig.subplots(2 * STEPS, STEPS + 1, squeeze=False, sharey=True)
     for row, (kind, node) in enumerate((k, n) for k in ("normal", "reduce") for n in range(STEPS)):
-        probs = np.array([rec[kind] for rec in history])  # epochs x 14 x k
         edge_ops = normal_ops if kind == "normal" else reduce_ops
         for col in range(STEPS + 1):
             ax = axes[row, col]
@@ -36,7 +35,7 @@ def plot_alphas(history: Sequence[dict], normal_ops: Sequence[Sequence[int]], re
                 continue
             edge = NODE_OFFSETS[node] + col
             for i, op in enumerate(edge_ops[edge]):
-                ax.plot(epochs, probs[:, edge, i], marker=".", color=COLORS[PRIMITIVES[op]], label=PRIMITIVES[op])
+                ax.plot(epochs, [rec["alphas"][kind][edge][i] for rec in history], marker=".", color=COLORS[PRIMITIVES[op]], label=PRIMITIVES[op])
             ax.set_title(f"{kind} edge {edge}: node {node} <- state {col}", fontsize=8)
             ax.set_xlabel("epoch", fontsize=7)
             ax.set_ylabel("softmax(alpha)", fontsize=7)

@@ -1,5 +1,6 @@
-"""Data and loops shared by the DARTS and PDARTS searches: the CIFAR training set split into a weight half and an
-architecture half (``train_portion``), one epoch of alternating updates, and evaluation on the architecture half."""
+"""Settings, data and loops shared by the DARTS and PDARTS searches: the CIFAR training set split into a weight half
+and an architecture half (``train_portion``), upstream's per-epoch cosine schedule, one epoch of alternating
+updates, and evaluation on the architecture half."""
 from __future__ import annotations
 
 import math
@@ -10,51 +11,49 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from anglenas.config import field
+from anglenas.config import RuntimeConfig, SizeConfig, field, override
 from anglenas.data import DataConfig, build_data, eval_subset
 from anglenas.data.sources import split_indices, to_tensor_nchw
 from anglenas.data.streams import Batch, TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 from anglenas.log import Progress
-from anglenas.operations import load_operations
 from anglenas.searchers.darts.architect import LOW_PRECISION, Architect
-from anglenas.spaces.darts.model_search import SearchNetwork, check_edge_ops, full_edge_ops
+from anglenas.searchers.registry import SearchInputConfig
+from anglenas.spaces.relaxed import RelaxedSupernet
 from anglenas.train.supernet import autocast_context
 
 DATASETS = ("auto", "embedded", "cifar10", "cifar10-jpg")
 
 
 @dataclass
-class CellSearchConfig:
-    """Settings the DARTS and PDARTS searches share (defaults: upstream DARTS' CIFAR-10 settings, spec §9.1)."""
+class CellSearchConfig(RuntimeConfig, SizeConfig, SearchInputConfig):
+    """Settings the DARTS and PDARTS searches share (defaults: upstream DARTS' CIFAR-10 settings)."""
 
-    dataset: str = field("auto", "image source (auto: from the data path)", choices=DATASETS)
-    batch_size: int = field(64, "batch size (of each half)")
-    learning_rate: float = field(0.025, "initial weight learning rate (cosine schedule)")
-    learning_rate_min: float = field(0.001, "final weight learning rate")
-    momentum: float = field(0.9, "SGD momentum")
-    weight_decay: float = field(3e-4, "weight decay of the network weights")
-    epochs: int = field(50, "search epochs")
-    init_channels: int = field(16, "channels of the first cells")
-    layers: int = field(8, "number of cells")
-    seed: int = field(2, "seed of the weights, alphas, data split and order")
-    grad_clip: float = field(5.0, "gradient-norm clip of the weights")
-    train_portion: float = field(0.5, "share of the training set for the weights (the rest trains the alphas)")
-    arch_learning_rate: float = field(3e-4, "Adam learning rate of the alphas")
-    arch_weight_decay: float = field(1e-3, "Adam weight decay of the alphas")
-    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)")
-    eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)")
-    device: str = field("auto", "cuda, cpu or auto")
-    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
-    amp: bool = field(False, "bf16 autocast on CUDA (less memory; off reproduces upstream)")
-    demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
+    data: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
+    dataset: str = field("auto", "image source (auto: from --data)", choices=DATASETS)
+    batch_size: int = field(64, "batch size (of each half)", low=1)
+    learning_rate: float = field(0.025, "initial weight learning rate (cosine schedule)", low=0)
+    learning_rate_min: float = field(0.001, "final weight learning rate", low=0)
+    momentum: float = field(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = field(3e-4, "weight decay of the network weights", low=0)
+    epochs: int = field(50, "search epochs", low=1)
+    init_channels: int | None = field(None, "channels of the search network (default: the space's search size; "
+                                            "darts: 16)", low=1)
+    layers: int | None = field(None, "cells of the search network (default: the space's search size; darts: 8)",
+                               low=1)
+    grad_clip: float = field(5.0, "gradient-norm clip of the weights (0: off)", low=0)
+    train_portion: float = field(0.5, "share of the training set for the weights (the rest trains the "
+                                      "architecture), strictly between 0 and 1", low=0, high=1)
+    arch_learning_rate: float = field(3e-4, "Adam learning rate of the architecture weights", low=0)
+    arch_weight_decay: float = field(1e-3, "Adam weight decay of the architecture weights", low=0)
+    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass over the weight half)", low=0)
+    eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)", low=1)
+    seed: int = override(2)
+    stem_stride: int = override(1)
 
 
-def read_edge_ops(path: str) -> list[list[int]]:
-    """The 14 per-edge op lists of a ``darts`` operations file (JSON or the original pickle); all 8 ops without."""
-    if not path:
-        return full_edge_ops()
-    return check_edge_ops(load_operations(path, "darts").ops)
+RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit"}
+"""Settings a resumed search may change (they do not change its result)."""
 
 
 def resolve_dataset(dataset: str, data: str) -> str:
@@ -73,11 +72,11 @@ class SearchData:
     def __init__(self, dataset: str, data_dir: str, train_portion: float, batch_size: int, seed: int,
                  device: torch.device):
         if not 0.0 < train_portion < 1.0:
-            raise UserError(f"--train_portion must lie in (0, 1), got {train_portion}")
+            raise UserError(f"--train_portion must lie strictly between 0 and 1, got {train_portion}")
         cfg = DataConfig(dataset=resolve_dataset(dataset, data_dir), data_dir=data_dir, workers=0)
         data = build_data(cfg, "cpu", held_out=False)
         train = data.train_arrays  # the whole training set
-        self.num_classes, self.normalize = data.num_classes, data.normalize
+        self.num_classes, self.input_size, self.normalize = data.num_classes, data.input_size, data.normalize
         held = len(train) - int(math.floor(train_portion * len(train)))
         weight_idx, arch_idx = split_indices(len(train), held, seed)
         weight_x, arch_x = (to_tensor_nchw(train.images[i], device) for i in (weight_idx, arch_idx))
@@ -96,12 +95,19 @@ class SearchData:
         return tensor_eval_batches(self._arch_x[sub], self._arch_y[sub.cpu()], batch_size, self.normalize)
 
 
-def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
-    """Upstream's per-epoch CosineAnnealingLR (T_max = epochs), read at the start of ``epoch``."""
-    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+def cosine_lr(t: int, epochs: int, lr: float, lr_min: float) -> float:
+    """``CosineAnnealingLR(T_max=epochs, eta_min=lr_min)`` after ``t`` scheduler steps."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * t / epochs)) / 2
 
 
-def train_epoch(model: SearchNetwork, architect: Architect | None, optimizer: torch.optim.Optimizer,
+def epoch_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
+    """The rate upstream DARTS and PDARTS train epoch ``epoch`` (from 0) at: they step the scheduler at the top of
+    the epoch loop (PyTorch 0.3 / 0.4 order), so epoch e runs at the cosine's value after e + 1 steps, and the last
+    epoch at ``lr_min``."""
+    return cosine_lr(epoch + 1, epochs, lr, lr_min)
+
+
+def train_epoch(model: RelaxedSupernet, architect: Architect | None, optimizer: torch.optim.Optimizer,
                 data: SearchData, start_step: int, num_steps: int, lr: float, grad_clip: float, amp: bool,
                 progress: Progress | None = None) -> dict[str, float]:
     """One epoch: per step an architecture update on the architecture half (skipped when ``architect`` is None)

@@ -171,6 +171,7 @@ class DartsSpace(SearchSpace):
     stem_stride: int = 2
 
     op_names: ClassVar[tuple[str, ...]] = tuple(PRIMITIVES)
+    site_kind: ClassVar[str] = "edge"
     shrink: ClassVar[ShrinkDefaults] = ShrinkDefaults(
         drop_rule="per_layer", drops_per_round=NUM_EDGES, max_rounds=len(PRIMITIVES), max_flops=None,
         lr_horizon_epochs=400, init="default", first_stage_epochs=150, other_stage_epochs=20, lr=0.2,
