@@ -14,10 +14,20 @@ from anglenas.config import to_yaml
 from anglenas.errors import UserError
 
 
+def _umask() -> int:
+    """The process's umask (Python has no getter: set a harmless one and put it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_replace(path: Path, write) -> None:
+    """Write ``path`` through a temporary file in its folder and an atomic rename; the file gets the mode of a
+    plain ``open(path, "w")`` (0666 less the umask), not ``mkstemp``'s private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -92,18 +102,28 @@ def open_run(path: str | Path, cfg: Any, resumable: Collection[str], is_main: bo
     return ckpt
 
 
-def check_writable(path: str | Path, what: str, flag: str) -> None:
-    """Fail at start, in one line, when ``path`` (a folder, or a file whose folder is created) cannot be written:
-    better than a traceback after hours of work."""
+def check_writable(path: str | Path, what: str, flag: str, *, folder: bool | None = None) -> None:
+    """Fail at start, in one line, when ``path`` cannot be written: better than a traceback after hours of work.
+    ``path`` is a folder (``folder`` True; by default when ``what`` ends in "folder"), created when missing, or a
+    file, whose folder is created. The one check of every entry point's outputs."""
     path = Path(path)
-    folder = path if what.endswith("folder") else path.parent
+    is_folder = what.endswith("folder") if folder is None else folder
+    target = path if is_folder else path.parent
+    blocker = next((p for p in (target, *target.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(f"cannot write the {what} {str(path)!r}: {str(blocker)!r} is a file, not a folder; pass a "
+                        f"writable {flag}")
+    if not is_folder and path.is_dir():
+        raise UserError(f"the {what} {str(path)!r} is a folder; pass a file path with {flag}")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the {what} {str(path)!r}: creating the folder {str(target)!r} failed "
+                        f"({exc.strerror or exc}); pass a writable {flag}") from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=target, prefix=".write-test-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"cannot write the {what} {str(path)!r} ({exc.strerror or exc}); pass a writable {flag}") \
-            from None
-    if not what.endswith("folder") and path.is_dir():
-        raise UserError(f"the {what} {str(path)!r} is a folder; pass a file path with {flag}")
+        raise UserError(f"cannot write the {what} {str(path)!r}: creating a file in {str(target)!r} failed "
+                        f"({exc.strerror or exc}); pass a writable {flag}") from None

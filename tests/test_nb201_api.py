@@ -358,7 +358,8 @@ info = api.get_more_info(1234, 'cifar10', hp='200', is_random=False)
 cost = api.get_cost_info(12, 'cifar10')
 config = api.get_net_config(12, 'cifar10')
 network = get_cell_based_tiny_net(config)
-index = api.query_index_by_arch('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
+index = api.query_index_by_arch('|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+'
+                                '|skip_connect~0|nor_conv_3x3~1|skip_connect~2|')
 best, accuracy = api.find_best('cifar100', 'test', 20, None, hp='200')
 print('RESULT', info['test-accuracy'], index, best, accuracy, sum(p.numel() for p in network.parameters()),
       round(cost['params'] * 1e6))
