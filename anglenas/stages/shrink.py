@@ -21,9 +21,10 @@ from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.abs.candidates import CandidateSampler, check_flops_feasible
 from anglenas.abs.scoring import apply_drops, drop_global, drop_per_layer, score_operators
 from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run_settings, save_checkpoint
-from anglenas.config import field
+from anglenas.config import SizeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.log import RunLogger
+from anglenas.runtime import use_threads
 from anglenas.nn.init import init_weights
 from anglenas.operations import Operations
 from anglenas.spaces import get_space, reference_table, space_names
@@ -36,42 +37,39 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minute
 
 
 @dataclass
-class ShrinkConfig(DataConfig, SupernetTrainConfig):
+class ShrinkConfig(DataConfig, SupernetTrainConfig, SizeConfig):
     """ABS shrinking; ``None`` means the space's default (spec §3.1 table)."""
 
     space: str = field("gpu", "search space: a registered one (gpu, fairnas, darts, shufflenetv2, nb201, ...); "
                               "sets the space's learning rate (darts 0.2, else 0.25)",
                        presets=lambda: {name: space_presets(get_space(name)) for name in space_names()})
-    save: str = field("runs/shrink", "run folder: checkpoint, log, TensorBoard, scores, operations file")
+    save: str = override("runs/shrink")
     operations_path: str = field("", "operations file to write (default: SAVE/operations.json)")
     first_stage_epochs: int | None = field(None, "supernet epochs before the first round (space default: 100, "
-                                                 "darts 150)")
+                                                 "darts 150)", low=0)
     other_stage_epochs: int | None = field(None, "supernet epochs before each later round (space default: 5, "
-                                                 "darts 20)")
-    lr_horizon_epochs: int | None = field(None, "epochs over which the LR decays to min_lr (gpu 250, fairnas 200)")
+                                                 "darts 20)", low=0)
+    lr_horizon_epochs: int | None = field(None, "epochs over which the LR decays to min_lr (gpu 250, fairnas 200)",
+                                              low=1)
     drop_rule: str | None = field(None, "global (SPOS) or per_layer (FairNAS)", choices=("global", "per_layer", None))
-    drops_per_round: int | None = field(None, "operators dropped per round by the global rule (gpu 7)")
-    max_rounds: int | None = field(None, "upper bound on rounds (gpu 20, fairnas 6)")
-    sample_num: int = field(1000, "children sampled per operator to score it")
+    drops_per_round: int | None = field(None, "operators dropped per round by the global rule (gpu 7)", low=1)
+    max_rounds: int | None = field(None, "upper bound on rounds (gpu 20, fairnas 6)", low=0)
+    sample_num: int = field(1000, "children sampled per operator to score it", low=1)
     limit_flops: bool = field(True, "only sample children within [min_flops, max_flops]")
-    min_flops: float = field(0.0, "FLOPs floor of sampled children (paper units: 224x224, width 1)")
+    min_flops: float = field(0.0, "FLOPs floor of sampled children (paper units: 224x224, width 1)", low=0)
     max_flops: float | None = field(None, "FLOPs ceiling of sampled children in real FLOPs (gpu 600e6, fairnas "
                                           "317.15e6 = the original's 330e6 less its stem over-count)")
-    stop_threshold: float = field(1e6, "stop once the space holds at most this many architectures")
+    stop_threshold: float = field(1e6, "stop once the space holds at most this many architectures", low=0)
     base_refresh_threshold: int | None = field(None, "replace W0 by the current weights once more than this many "
                                                      "operators were dropped (0 disables; space default: 50, "
-                                                     "darts 0)")
+                                                     "darts 0)", low=0)
     warmup_epochs: float | None = field(None, "epochs of each progressive warm-up stage of a growing supernet "
-                                              "(space default: darts 5, others none)")
+                                              "(space default: darts 5, others none)", low=0)
     init: str | None = field(None, "weight init: he_fanout (gpu) or default (fairnas)",
                              choices=("he_fanout", "default", None))
     zero_init_residual: bool = field(False, "start every residual MBConv block as the identity (last BN gamma = 0; "
                                             "not in the original; the CPU demo's supernet needs it to learn)")
-    width_mult: float = field(1.0, "channel width multiplier")
-    input_size: int | None = field(None, "input resolution (default: the dataset's, 224 for ImageNet)")
-    stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
-    checkpoint_every: int = field(0, "steps between checkpoints during training (0: every epoch)")
-    demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
+    checkpoint_every: int = field(0, "steps between checkpoints during training (0: every epoch)", low=0)
 
     def resolved(self) -> "ShrinkConfig":
         """A copy with every space-dependent ``None`` filled in."""
@@ -130,6 +128,7 @@ class Shrinker:
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
         self.logger = RunLogger(self.save, self.env.is_main)
+        self.logger.info(f"ABS on the {cfg.space} space on {self.device}, {use_threads(cfg.threads)} CPU thread(s)")
         self.ref_space = get_space(cfg.space)
         self.data = build_data(cfg, self.device, held_out=True)
         self.space = self.ref_space.scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
