@@ -10,7 +10,7 @@ from torch import nn
 from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.errors import UserError
 from anglenas.spaces import get_space
-from anglenas.spaces.shufflenetv2.model import ShuffleBlock, channel_split
+from anglenas.spaces.shufflenetv2.model import ShuffleBlock, channel_split, make_block
 from anglenas.spaces.shufflenetv2.space import ShuffleNetV2Space
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend for the shared CPUs
@@ -70,10 +70,9 @@ def test_block_flops_match_a_counted_forward_pass(site):
     space = small_space()
     spec = space.sites[site]
     table = space.flops_table()
-    supernet = space.supernet()
     x = torch.randn(1, spec.inp, spec.input_res, spec.input_res)
     for op in range(4):
-        block = supernet.layers[site].ops[op]
+        block = make_block(op, spec)  # the stand-alone network's block
         assert table.layers[site][op] == hooked_macs(block, x)
         assert table.layer_params[site][op] == sum(p.numel() for p in block.parameters())
 
@@ -168,6 +167,31 @@ def test_network_from_supernet_path_gives_same_output_in_eval_mode():
     net.eval()
     with torch.no_grad():
         assert torch.allclose(net(x), supernet(x, SPOS), atol=1e-6)
+
+
+def test_supernet_bn_has_no_affine_parameters_as_the_authors():
+    """The authors' supernet builds every BN with ``affine=False``: its only parameters are conv and linear
+    weights; the stand-alone network keeps affine BN, two parameters per BN channel more along the path."""
+    space = get_space("shufflenetv2")
+    with torch.device("meta"):
+        supernet, net = space.supernet(), space.network(SPOS)
+    assert all(p.dim() in (2, 4) for p in supernet.parameters())
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(m.affine for m in bns)
+    path = space.path_state_dict(supernet.state_dict(), SPOS)
+    path_params = sum(v.numel() for k, v in path.items() if k.endswith("weight") and v.dim() in (2, 4))
+    assert sum(p.numel() for p in net.parameters()) == path_params + 2 * sum(m.num_features for m in bns)
+    # the whole supernet: stem 16 + head 1024 BN channels, and per site the BN channels of its 4 ops
+    bn_channels = 16 + 1024
+    stages = [(16, 64), (64, 160), (160, 320), (320, 640)]
+    for (i, o), n in zip(stages, (4, 4, 8, 4)):
+        for stride, inp in [(2, i)] + [(1, o)] * (n - 1):
+            branch_in, mid = (inp // 2 if stride == 1 else inp), o // 2
+            proj = 2 * inp if stride == 2 else 0  # dw BN + pw BN of the projection branch
+            shuffle = mid + mid + (o - branch_in)  # 1x1, k x k dw, 1x1 to the rest of the output
+            xception = branch_in + 4 * mid + (o - branch_in)  # dw, 1x1, dw, 1x1, dw, 1x1
+            bn_channels += 3 * (proj + shuffle) + proj + xception
+    assert 2 * bn_channels == 101_472  # the affine parameters the authors' supernet does not have
 
 
 def test_bad_input_is_one_clear_error():

@@ -78,6 +78,9 @@ class RelaxedSupernet(nn.Module, ABC):
 
     groups: tuple[str, ...]
     site_ops: list[list[list[int]]]
+    empty_ops: tuple[int, ...] = ()
+    """Op ids whose candidate adds nothing of its own (a skipped MobileNet block, op -1; a cell's ``none``): upstream
+    ProxylessNAS' ``ZeroLayer``, whose active steps leave the site out of an architecture update."""
 
     def __init__(self) -> None:
         super().__init__()

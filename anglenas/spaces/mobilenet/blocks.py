@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
@@ -47,7 +47,6 @@ class MobileLayout(Protocol):
     num_classes: int
     input_size: int
     width_mult: float
-
 
 
 def conv_bn_relu6(inp: int, oup: int, kernel: int, stride: int) -> nn.Sequential:
@@ -102,3 +101,34 @@ def make_block(op: int, inp: int, oup: int, stride: int) -> InvertedResidual:
     """The candidate block with op index ``op`` (0..5, see :data:`BLOCK_KEYS`)."""
     kernel, expand = BLOCK_SHAPES[op]
     return InvertedResidual(inp, oup, kernel, stride, expand)
+
+
+def add_ends(model: nn.Module, space: MobileLayout, layers: nn.Module, dropout: float | None = None) -> None:
+    """Register on ``model`` the parts every network of the family has around its searchable ``layers``, in
+    state-dict order (checkpoints and the original's released weights load by name or position): ``stem`` (3x3
+    conv-BN-ReLU6), the fixed t=1 ``first_block``, ``layers``, the 1x1 ``head``, ``pool``, a ``dropout`` (given for
+    stand-alone networks) and the linear ``classifier``."""
+    model.stem = conv_bn_relu6(3, space.stem_channels, 3, space.stem_stride)
+    model.first_block = InvertedResidual(space.stem_channels, space.first_block_channels, 3, 1, 1)
+    model.layers = layers
+    model.head = conv_bn_relu6(space.layers[-1].oup, space.head_channels, 1, 1)
+    model.pool = nn.AdaptiveAvgPool2d(1)
+    if dropout is not None:
+        model.dropout = nn.Dropout(dropout)
+    model.classifier = nn.Linear(space.head_channels, space.num_classes)
+
+
+def forward_stem(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Stem and first block of a model built with :func:`add_ends`."""
+    return model.first_block(model.stem(x))
+
+
+def forward_head(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Head, pooling, dropout (if any) and classifier of a model built with :func:`add_ends`."""
+    x = model.pool(model.head(x)).flatten(1)
+    return model.classifier(model.dropout(x) if hasattr(model, "dropout") else x)
+
+
+def run_chain(model: nn.Module, x: torch.Tensor, layers: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The forward pass of a model built with :func:`add_ends`, its searchable part being ``layers``."""
+    return forward_head(model, layers(forward_stem(model, x)))

@@ -7,21 +7,18 @@ import torch
 from torch import nn
 
 from anglenas.flops import FlopsTable, chain_flops
-from anglenas.spaces.mobilenet.blocks import BLOCK_KEYS, InvertedResidual, MobileLayout, conv_bn_relu6, make_block
+from anglenas.spaces.mobilenet.blocks import BLOCK_KEYS, MobileLayout, add_ends, make_block
 
 
 def measure_table(s: MobileLayout) -> FlopsTable:
     """FLOPs / params of the stem and first block (``pre``), the head and classifier (``post``) and every block of
     every layer, counted on the meta device (shapes only)."""
     with torch.device("meta"):
-        pre, pre_params = chain_flops(
-            nn.Sequential(conv_bn_relu6(3, s.stem_channels, 3, s.stem_stride),
-                          InvertedResidual(s.stem_channels, s.first_block_channels, 3, 1, 1)),
-            s.input_size)
+        ends = nn.Module()
+        add_ends(ends, s, nn.Identity())
+        pre, pre_params = chain_flops(nn.Sequential(ends.stem, ends.first_block), s.input_size)
         final_res = math.ceil(s.layers[-1].input_res / s.layers[-1].stride)
-        head = nn.Sequential(conv_bn_relu6(s.layers[-1].oup, s.head_channels, 1, 1), nn.AdaptiveAvgPool2d(1),
-                             nn.Flatten(), nn.Linear(s.head_channels, s.num_classes))
-        post, post_params = chain_flops(head, final_res)
+        post, post_params = chain_flops(nn.Sequential(ends.head, ends.classifier), final_res)
         flops, params = [], []
         for layer in s.layers:
             costs = [chain_flops(make_block(op, layer.inp, layer.oup, layer.stride), layer.input_res)

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from anglenas.spaces.mobilenet.blocks import IDENTITY, InvertedResidual, MobileLayout, conv_bn_relu6, make_block
+from anglenas.spaces.mobilenet.blocks import IDENTITY, MobileLayout, add_ends, make_block, run_chain
 
 
 class MobileNetwork(nn.Module):
@@ -23,22 +23,17 @@ class MobileNetwork(nn.Module):
         if len(arch) != len(space.layers):
             raise ValueError(f"architecture has {len(arch)} layers, the {space.name} space has {len(space.layers)}")
         self.space, self.arch = space, [int(op) for op in arch]
-        self.stem = conv_bn_relu6(3, space.stem_channels, 3, space.stem_stride)
-        self.first_block = InvertedResidual(space.stem_channels, space.first_block_channels, 3, 1, 1)
-        self.layers = nn.ModuleDict({
+        add_ends(self, space, nn.ModuleDict({
             str(i): make_block(op, layer.inp, layer.oup, layer.stride)
-            for i, (op, layer) in enumerate(zip(self.arch, space.layers)) if op != IDENTITY})
-        self.head = conv_bn_relu6(space.layers[-1].oup, space.head_channels, 1, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(space.head_channels, space.num_classes)
+            for i, (op, layer) in enumerate(zip(self.arch, space.layers)) if op != IDENTITY}), dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.first_block(self.stem(x))
+        return run_chain(self, x, self._layers)
+
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.layers.values():
             x = block(x)
-        x = self.pool(self.head(x)).flatten(1)
-        return self.classifier(self.dropout(x))
+        return x
 
 
 def path_state_dict(supernet_state: Mapping[str, torch.Tensor], arch: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -18,10 +18,13 @@ from torch import nn
 
 from anglenas.errors import UserError
 from anglenas.spaces.base import Arch, SearchSpace, ShrinkDefaults, make_divisible
+from anglenas.spaces.chain import chain_operations
 from anglenas.spaces.mobilenet.blocks import BLOCK_KEYS, IDENTITY, LayerSpec
 from anglenas.spaces.mobilenet.flops import measure_table
 from anglenas.spaces.mobilenet.network import MobileNetwork, path_state_dict
+from anglenas.spaces.mobilenet.relaxed import MobileRelaxedSupernet
 from anglenas.spaces.mobilenet.supernet import MobileSuperNet
+from anglenas.spaces.relaxed import GroupOps
 from anglenas.spaces.registry import register_space
 
 
@@ -49,6 +52,8 @@ class MobileSpace(SearchSpace):
     search_max_flops: float = float("inf")
     op_names = (*BLOCK_KEYS, "identity")
     negative_id_names = ("identity",)
+    search_demo = {"width_mult": 0.25}
+    """``--space gpu --demo`` (or fairnas): the searchers' demos run the space at width 0.25."""
 
     def __post_init__(self) -> None:
         layers, inp, res = [], self.first_block_channels, self.input_size // self.stem_stride
@@ -120,6 +125,11 @@ class MobileSpace(SearchSpace):
 
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         return path_state_dict(supernet_state, arch)
+
+    def relaxed_supernet(self, ops: Sequence[Sequence[int]] | GroupOps, *, channels: int | None = None,
+                         depth: int | None = None, skip_dropout: bool = False) -> MobileRelaxedSupernet:
+        """The ProxylessNAS / FBNet supernet over ``ops`` at this size (:mod:`anglenas.spaces.mobilenet.relaxed`)."""
+        return MobileRelaxedSupernet(self, chain_operations(self, ops, channels, depth), skip_dropout)
 
     def flops_table(self):
         return measure_table(self)

@@ -9,11 +9,11 @@ from torch import nn
 from anglenas.spaces.mobilenet.blocks import (
     BLOCK_KEYS,
     IDENTITY,
-    InvertedResidual,
     LayerSpec,
     MobileLayout,
-    conv_bn_relu6,
+    add_ends,
     make_block,
+    run_chain,
 )
 
 
@@ -41,21 +41,18 @@ class MobileSuperNet(nn.Module):
     def __init__(self, space: MobileLayout) -> None:
         super().__init__()
         self.space = space
-        self.stem = conv_bn_relu6(3, space.stem_channels, 3, space.stem_stride)
-        self.first_block = InvertedResidual(space.stem_channels, space.first_block_channels, 3, 1, 1)
-        self.layers = nn.ModuleList(ChoiceLayer(layer) for layer in space.layers)
-        self.head = conv_bn_relu6(space.layers[-1].oup, space.head_channels, 1, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(space.head_channels, space.num_classes)
+        add_ends(self, space, nn.ModuleList(ChoiceLayer(layer) for layer in space.layers))
 
     def forward(self, x: torch.Tensor, arch: Sequence[int]) -> torch.Tensor:
         if len(arch) != len(self.layers):
             raise ValueError(f"architecture has {len(arch)} layers, the {self.space.name} space has {len(self.layers)}")
-        x = self.first_block(self.stem(x))
-        for layer, op in zip(self.layers, arch):
-            x = layer(x, int(op))
-        x = self.pool(self.head(x)).flatten(1)
-        return self.classifier(x)
+
+        def layers(x: torch.Tensor) -> torch.Tensor:
+            for layer, op in zip(self.layers, arch):
+                x = layer(x, int(op))
+            return x
+
+        return run_chain(self, x, layers)
 
     def fixed_weights(self) -> list[torch.Tensor]:
         """Weights every path shares, in the angle vector's order: stem, first block dw+pw, head, classifier."""

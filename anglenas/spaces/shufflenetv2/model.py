@@ -5,8 +5,9 @@ through and the odd half goes through the main branch. Stride 2: a projection br
 input width and the main branch makes the rest of the output channels. No ReLU follows a depthwise conv and no conv
 has a bias. Op ids: 0, 1, 2 = ShuffleNet block 3x3, 5x5, 7x7; 3 = Shuffle-Xception.
 
+BN: the supernet's has no affine parameters (the authors' ``affine=False``), the stand-alone network's has them.
 Module names: supernet ``layers.7.ops.2.main.3.weight`` is network ``layers.7.main.3.weight``
-(:func:`path_state_dict`).
+(:func:`path_state_dict`; the network's BN gets the identity affine).
 """
 from __future__ import annotations
 
@@ -47,19 +48,19 @@ def channel_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:, 0::2], x[:, 1::2]
 
 
-def _dw_bn(channels: int, kernel: int, stride: int) -> list[nn.Module]:
+def _dw_bn(channels: int, kernel: int, stride: int, affine: bool) -> list[nn.Module]:
     return [nn.Conv2d(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False),
-            nn.BatchNorm2d(channels)]
+            nn.BatchNorm2d(channels, affine=affine)]
 
 
-def _pw_bn_relu(inp: int, oup: int) -> list[nn.Module]:
-    return [nn.Conv2d(inp, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup), nn.ReLU(inplace=True)]
+def _pw_bn_relu(inp: int, oup: int, affine: bool) -> list[nn.Module]:
+    return [nn.Conv2d(inp, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup, affine=affine), nn.ReLU(inplace=True)]
 
 
-def conv_bn_relu(inp: int, oup: int, kernel: int, stride: int) -> nn.Sequential:
+def conv_bn_relu(inp: int, oup: int, kernel: int, stride: int, affine: bool = True) -> nn.Sequential:
     """Conv (no bias) -> BN -> ReLU: the stem (3x3) and the head (1x1)."""
-    return nn.Sequential(nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(oup),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(oup, affine=affine), nn.ReLU(inplace=True))
 
 
 class ShuffleBlock(nn.Module):
@@ -67,10 +68,12 @@ class ShuffleBlock(nn.Module):
 
     Stride 1 needs ``inp == oup``; the main branch maps inp/2 -> oup/2. Stride 2: the projection branch maps
     inp -> inp, the main branch inp -> oup - inp. The middle width of the main branch is oup/2. The projection
-    branch is registered first, as it comes first in the output (and in :attr:`conv_weights`).
+    branch is registered first, as it comes first in the output (and in :attr:`conv_weights`). ``affine``: BN with
+    affine parameters (the stand-alone network) or without (the supernet, as the authors').
     """
 
-    def __init__(self, inp: int, oup: int, stride: int, kernel: int, xception: bool = False) -> None:
+    def __init__(self, inp: int, oup: int, stride: int, kernel: int, xception: bool = False,
+                 affine: bool = True) -> None:
         super().__init__()
         if stride not in (1, 2) or (stride == 1 and inp != oup) or inp % 2:
             raise ValueError(f"a shuffle block needs stride 1 with inp == oup (even) or stride 2; got {inp} -> "
@@ -80,13 +83,15 @@ class ShuffleBlock(nn.Module):
         if branch_out <= 0:
             raise ValueError(f"a stride-2 shuffle block needs more output than input channels; got {inp} -> {oup}")
         self.stride = stride
-        self.proj = nn.Sequential(*_dw_bn(inp, kernel, stride), *_pw_bn_relu(inp, inp)) if stride == 2 else None
+        a = affine
+        self.proj = nn.Sequential(*_dw_bn(inp, kernel, stride, a), *_pw_bn_relu(inp, inp, a)) if stride == 2 else None
         if xception:
-            main = [*_dw_bn(branch_in, 3, stride), *_pw_bn_relu(branch_in, mid),
-                    *_dw_bn(mid, 3, 1), *_pw_bn_relu(mid, mid),
-                    *_dw_bn(mid, 3, 1), *_pw_bn_relu(mid, branch_out)]
+            main = [*_dw_bn(branch_in, 3, stride, a), *_pw_bn_relu(branch_in, mid, a),
+                    *_dw_bn(mid, 3, 1, a), *_pw_bn_relu(mid, mid, a),
+                    *_dw_bn(mid, 3, 1, a), *_pw_bn_relu(mid, branch_out, a)]
         else:
-            main = [*_pw_bn_relu(branch_in, mid), *_dw_bn(mid, kernel, stride), *_pw_bn_relu(mid, branch_out)]
+            main = [*_pw_bn_relu(branch_in, mid, a), *_dw_bn(mid, kernel, stride, a),
+                    *_pw_bn_relu(mid, branch_out, a)]
         self.main = nn.Sequential(*main)
 
     @property
@@ -106,9 +111,9 @@ class ShuffleBlock(nn.Module):
         return torch.cat((self.proj(x), self.main(x)), 1)
 
 
-def make_block(op: int, site: Site) -> ShuffleBlock:
+def make_block(op: int, site: Site, affine: bool = True) -> ShuffleBlock:
     """The candidate block of op id ``op`` (0..3) at ``site``."""
-    return ShuffleBlock(site.inp, site.oup, site.stride, KERNELS[op], xception=op == XCEPTION)
+    return ShuffleBlock(site.inp, site.oup, site.stride, KERNELS[op], xception=op == XCEPTION, affine=affine)
 
 
 class ChoiceBlock(nn.Module):
@@ -116,31 +121,38 @@ class ChoiceBlock(nn.Module):
 
     def __init__(self, site: Site) -> None:
         super().__init__()
-        self.ops = nn.ModuleList(make_block(op, site) for op in range(len(KERNELS)))
+        self.ops = nn.ModuleList(make_block(op, site, affine=False) for op in range(len(KERNELS)))
 
     def forward(self, x: torch.Tensor, op: int) -> torch.Tensor:
         return self.ops[op](x)
 
 
-def _add_ends(model: nn.Module, space: ShuffleLayout) -> None:
+def add_ends(model: nn.Module, space: ShuffleLayout, affine: bool = True) -> None:
     """The parts every path shares: conv-BN-ReLU stem; 1x1 head, global average pool, linear without bias."""
-    model.stem = conv_bn_relu(3, space.stem_channels, 3, space.stem_stride)
-    model.head = conv_bn_relu(space.sites[-1].oup, space.head_channels, 1, 1)
+    model.stem = conv_bn_relu(3, space.stem_channels, 3, space.stem_stride, affine)
+    model.head = conv_bn_relu(space.sites[-1].oup, space.head_channels, 1, 1, affine)
     model.pool = nn.AdaptiveAvgPool2d(1)
     model.classifier = nn.Linear(space.head_channels, space.num_classes, bias=False)
+
+
+def forward_head(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Head, pooling, dropout (if any) and classifier of a model built with :func:`add_ends`."""
+    x = model.pool(model.head(x)).flatten(1)
+    return model.classifier(model.dropout(x) if hasattr(model, "dropout") else x)
 
 
 class ShuffleSuperNet(nn.Module):
     """Stem -> one :class:`ChoiceBlock` per site -> 1x1 head -> pool -> linear; ``forward(x, arch)`` runs one path.
 
-    Implements the angle weight protocol (:class:`anglenas.spaces.base.AngleWeights`).
+    BN without affine parameters throughout (the authors' supernet). Implements the angle weight protocol
+    (:class:`anglenas.spaces.base.AngleWeights`).
     """
 
     num_instances = 1
 
     def __init__(self, space: ShuffleLayout) -> None:
         super().__init__()
-        _add_ends(self, space)
+        add_ends(self, space, affine=False)
         self.layers = nn.ModuleList(ChoiceBlock(site) for site in space.sites)
 
     def forward(self, x: torch.Tensor, arch: Sequence[int]) -> torch.Tensor:
@@ -149,7 +161,7 @@ class ShuffleSuperNet(nn.Module):
         x = self.stem(x)
         for layer, op in zip(self.layers, arch):
             x = layer(x, int(op))
-        return self.classifier(self.pool(self.head(x)).flatten(1))
+        return forward_head(self, x)
 
     def fixed_weights(self) -> list[torch.Tensor]:
         """Weights every path shares: stem conv, head conv, classifier."""
@@ -165,7 +177,7 @@ class ShuffleNetwork(nn.Module):
 
     def __init__(self, space: ShuffleLayout, arch: Sequence[int], dropout: float = 0.1) -> None:
         super().__init__()
-        _add_ends(self, space)
+        add_ends(self, space)
         self.layers = nn.ModuleList(make_block(int(op), site) for op, site in zip(arch, space.sites))
         self.dropout = nn.Dropout(dropout)
 
@@ -173,17 +185,23 @@ class ShuffleNetwork(nn.Module):
         x = self.stem(x)
         for block in self.layers:
             x = block(x)
-        return self.classifier(self.dropout(self.pool(self.head(x)).flatten(1)))
+        return forward_head(self, x)
 
 
 def path_state_dict(supernet_state: Mapping[str, torch.Tensor], arch: Sequence[int]) -> dict[str, torch.Tensor]:
-    """The weights of path ``arch`` of a :class:`ShuffleSuperNet` state dict, named for :class:`ShuffleNetwork`."""
+    """The weights of path ``arch`` of a :class:`ShuffleSuperNet` state dict, named for :class:`ShuffleNetwork`
+    (loadable with ``strict=True``): the supernet's BN has no affine parameters, the network's gets the identity
+    affine (gamma 1, beta 0), so the network computes what the supernet path computes."""
     out = {}
     for key, value in supernet_state.items():
-        if not key.startswith("layers."):
-            out[key] = value
-            continue
-        _, site, _ops, op, rest = key.split(".", 4)
-        if int(op) == int(arch[int(site)]):
-            out[f"layers.{site}.{rest}"] = value
+        if key.startswith("layers."):
+            _, site, _ops, op, rest = key.split(".", 4)
+            if int(op) != int(arch[int(site)]):
+                continue
+            key = f"layers.{site}.{rest}"
+        out[key] = value
+        if key.endswith(".running_mean"):
+            bn = key[:-len("running_mean")]
+            out.setdefault(bn + "weight", torch.ones_like(value))
+            out.setdefault(bn + "bias", torch.zeros_like(value))
     return out

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -21,7 +21,9 @@ from torch import nn
 from anglenas.errors import UserError
 from anglenas.flops import FlopsTable, chain_flops
 from anglenas.spaces.base import Arch, SearchSpace, ShrinkDefaults, make_divisible
+from anglenas.spaces.chain import chain_operations
 from anglenas.spaces.registry import register_space
+from anglenas.spaces.relaxed import GroupOps
 from anglenas.spaces.shufflenetv2.model import (
     ShuffleNetwork,
     ShuffleSuperNet,
@@ -30,6 +32,7 @@ from anglenas.spaces.shufflenetv2.model import (
     make_block,
     path_state_dict,
 )
+from anglenas.spaces.shufflenetv2.relaxed import ShuffleRelaxedSupernet
 
 OP_NAMES = ("shufflenet_3x3", "shufflenet_5x5", "shufflenet_7x7", "xception_3x3")
 STEM_CHANNELS = 16
@@ -69,6 +72,8 @@ class ShuffleNetV2Space(SearchSpace):
     }
     """SPOS authors' searched block architecture (SinglePathOneShot README) and MMRazor's own searched subnet."""
     default_dropout: ClassVar[float] = 0.1
+    search_demo: ClassVar[Mapping[str, Any]] = {"width_mult": 0.25}
+    """``--space shufflenetv2 --demo``: the searchers' demos run the space at width 0.25."""
     search_max_flops: ClassVar[float] = 330e6
     site_kind: ClassVar[str] = "block"
 
@@ -118,6 +123,11 @@ class ShuffleNetV2Space(SearchSpace):
 
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         return path_state_dict(supernet_state, self.check_arch(arch))
+
+    def relaxed_supernet(self, ops: Sequence[Sequence[int]] | GroupOps, *, channels: int | None = None,
+                         depth: int | None = None, skip_dropout: bool = False) -> ShuffleRelaxedSupernet:
+        """The ProxylessNAS / FBNet supernet over ``ops`` at this size (:mod:`anglenas.spaces.shufflenetv2.relaxed`)."""
+        return ShuffleRelaxedSupernet(self, chain_operations(self, ops, channels, depth), skip_dropout)
 
     # -- FLOPs ----------------------------------------------------------------------------------------------------
     @functools.cache
