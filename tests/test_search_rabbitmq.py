@@ -1,9 +1,11 @@
 """The RabbitMQ backend against the real local broker (in a vhost of the suite's own): same result as in-process,
 the faults it survives, and bad broker settings refused at start."""
+import contextlib
 import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -332,3 +334,49 @@ def test_test_server_without_its_data_folder_fails_at_start(tmp_path, queues):
         test_server.TestServer(_server_cfg(queues, "--dataset", "imagenet", "--train_dir", str(missing)))
     assert str(err.value) == f"--train_dir {missing} does not exist on this host; pass the folder of the search's " \
                              f"data (--dataset imagenet)"
+
+
+@contextlib.contextmanager
+def _interruptible_children():
+    """Children started here get Python's Ctrl-C handler even when this run ignores SIGINT (a background job)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_a_test_server_in_one_line_and_hands_its_request_back(tmp_path, queues):
+    with _interruptible_children():
+        idle = Server(queues, tmp_path / "idle.log")
+        busy = Server(queues, tmp_path / "busy.log", "--weights_wait", "300")
+    try:
+        idle.wait_for("serving queue")
+        busy.wait_for("serving queue")
+        idle.proc.send_signal(signal.SIGINT)
+        assert idle.proc.wait(60) == 130
+        # a request whose weights file does not exist yet: the server holds it while it waits for the file
+        settings = _cfg(tmp_path / "x", "unused").eval_settings("gpu")
+        arch = [0, 4, 2, 1, 0, 1, 2, 1, 0, 4, 1, 5, 0, 1, 2, 1, 0, 4, 1, 4, 0]
+        body = encode(make_request("held", arch, str(tmp_path / "later.pt"), "f" * 16, settings.to_dict(),
+                                   queues.result))
+        conn, ch = queues.channel()
+        ch.basic_publish("", queues.request, body)
+        conn.close()
+        busy.wait_for("preparing data and model")
+        assert queues.count(queues.request) == 0  # taken (unacked)
+        t0 = time.monotonic()
+        busy.proc.send_signal(signal.SIGINT)
+        assert busy.proc.wait(60) == 130 and time.monotonic() - t0 < 30  # not after the 300 s weights wait
+    finally:
+        idle.stop()
+        busy.stop()
+    for server, back in ((idle, ""), (busy, "; the request it held went back to the queue")):
+        text = server.text()
+        assert "interrupted outside a training loop" not in text and "Traceback" not in text
+        assert text.splitlines()[-1] == \
+            f"stopped: test server {socket.gethostname()}:{server.proc.pid} (0 requests served){back}"
+    conn, ch = queues.channel()
+    method, _props, requeued = ch.basic_get(queues.request, auto_ack=True)
+    conn.close()
+    assert requeued == body and method.redelivered

@@ -7,13 +7,16 @@ unknown format or version, ill-typed fields, an architecture outside the space, 
 fingerprint) is published to the dead-letter queue with the reason and acked; the server logs it and goes on.
 Weights are reloaded whenever a request carries another fingerprint; the data and model are rebuilt when the
 evaluation settings change. Bad settings stop the server at start, before it takes a request: a missing data
-folder, an unusable ``--device``, refused broker credentials, an unreachable broker.
+folder, an unusable ``--device``, refused broker credentials, an unreachable broker. Ctrl-C stops it at once and
+hands the request it holds back to the queue (a test server has no checkpoint: there is nothing to resume).
 """
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,12 +74,35 @@ class TestServer:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.evaluator: CandidateEvaluator | None = None
         self.done, self.busy_seconds = 0, 0.0
-        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.link: Link | None = None
+        self.held: tuple[object, int] | None = None
+        """(delivery, connection generation) of the request being handled, unacked until its result is out."""
 
     def log(self, message: str) -> None:
         self.logger.info(message)
 
     def serve(self) -> None:
+        """Serve until stopped; Ctrl-C raises a ``KeyboardInterrupt`` whose message is the one line to print."""
+        try:
+            self._serve()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(self._stop()) from None
+
+    def _stop(self) -> str:
+        """Hand the held request back to the queue and close the connection (the broker would requeue the request
+        when the connection drops too); the line saying so."""
+        held, link = self.held, self.link
+        if link is not None:
+            with contextlib.suppress(Exception):  # a connection interrupted mid-frame may refuse: closing requeues
+                if held is not None and link.generation == held[1]:
+                    link.channel.basic_nack(held[0].delivery_tag, requeue=True)
+            with contextlib.suppress(Exception):
+                link.close()
+        served = f"{self.done} request{'s' if self.done != 1 else ''} served"
+        back = "; the request it held went back to the queue" if held is not None else ""
+        return f"test server {self.name} ({served}){back}"
+
+    def _serve(self) -> None:
         self.link = Link(self.cfg, self.log, connect_for=START_RETRY_SECONDS)
         self.log(f"test server {self.name} on {self.device} serving queue {self.cfg.request_queue} of "
                  f"{describe(self.cfg)}")
@@ -87,6 +113,7 @@ class TestServer:
                 for method, _props, body in self.link.channel.consume(self.cfg.request_queue,
                                                                       inactivity_timeout=1.0):
                     if method is not None:
+                        self.held = (method, generation)
                         self._handle(method, body, generation)
                     if self.cfg.max_requests and self.done >= self.cfg.max_requests:
                         self.log(f"served {self.done} requests; exiting")
@@ -104,6 +131,7 @@ class TestServer:
             self.link.channel.basic_ack(method.delivery_tag)
         else:  # the broker dropped the old connection and will redeliver; the search drops the duplicate result
             self.log("the connection was renewed during this request: the broker redelivers it")
+        self.held = None
 
     def _refuse(self, method, body: bytes, reason: str, generation: int) -> None:
         self.link.publish(self.cfg.dead_letter_queue, body, {REASON_HEADER: reason})
@@ -123,6 +151,7 @@ class TestServer:
             found = self._load(evaluator, req["weights"], req["fingerprint"])
         except UserError:
             self.link.channel.basic_nack(method.delivery_tag, requeue=True)  # another server may have the files
+            self.held = None
             raise
         if found != req["fingerprint"]:
             self._refuse(method, body, f"stale weights: the request is for {req['fingerprint']} but "
@@ -131,7 +160,7 @@ class TestServer:
         arch_str = " ".join(map(str, req["arch"]))
         self.log(f"evaluating {arch_str} (request {req['id'][:8]}{', redelivered' if method.redelivered else ''})")
         t0 = time.perf_counter()
-        future = self.pool.submit(evaluator, req["arch"])
+        future = _in_daemon_thread(evaluator, req["arch"])  # Ctrl-C need not wait for it
         while not future.done():  # keep heartbeats flowing during a long evaluation
             try:
                 self.link.connection.sleep(0.05)
@@ -168,6 +197,19 @@ class TestServer:
                 return weights_fingerprint(weights)
             self.link.connection.sleep(1.0)
 
+
+def _in_daemon_thread(fn, *args) -> concurrent.futures.Future:
+    """``fn(*args)`` in a daemon thread (a thread pool's workers would hold the exit until they finish)."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="evaluation", daemon=True).start()
+    return future
 
 
 DATA_PATHS = {"imagenet": "train_dir", "cifar10": "data_dir", "cifar100": "data_dir", "cifar10-jpg": "data_dir"}
