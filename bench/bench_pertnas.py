@@ -1,11 +1,11 @@
 """PertNAS search cost: time the three kinds of search network, extrapolate one member-edge and the whole search.
 
-Times a training step and an evaluation batch of the paper's search network (C=16, 5 cells, batch 256, AMP on
-CUDA, channels_last) in its three shapes: one edge expanded to all 7 ops (population phase), 2 ops per edge
+Times a training step and an evaluation batch of the paper's search network (the DARTS space's relaxed supernet at
+C=16, 5 cells, batch 256, fp16 AMP on CUDA, channels_last) in its three shapes: one edge expanded to all 7 ops (population phase), 2 ops per edge
 (fine-grained phase), 1 op per edge (topology phase). Extrapolates with the search's step counts (docs/pertnas.md):
 
     python bench/bench_pertnas.py                      # paper setting on the GPU
-    python bench/bench_pertnas.py --batch 32 --channels 4 --steps 3 --device cpu   # quick CPU check
+    python bench/bench_pertnas.py --batch 32 --channels 4 --steps 3 --device cpu --threads 1   # quick CPU check
 """
 from __future__ import annotations
 
@@ -17,8 +17,16 @@ import numpy as np
 import torch
 
 from anglenas.data.device_cifar import PIPELINES, DeviceLoader, eval_batches
-from anglenas.searchers.pertnas.model import CANDIDATES, PertNasNetwork, expand_edge
-from anglenas.searchers.pertnas.perturb import StepSettings, accuracy, train_steps
+from anglenas.runtime import use_threads
+from anglenas.searchers.pertnas.cell import CANDIDATES, ORIGINAL_LAYERS
+from anglenas.searchers.pertnas.model import expand_site, masked_network
+from anglenas.searchers.pertnas.perturb import (
+    StepSettings,
+    accuracy,
+    new_sgd,
+    train_steps,
+)
+from anglenas.spaces import get_space
 
 
 def sync(device: torch.device) -> None:
@@ -29,9 +37,11 @@ def sync(device: torch.device) -> None:
 def time_network(switches, args, device: torch.device, loader: DeviceLoader, val) -> tuple[float, float]:
     """(seconds per training step, seconds per evaluation batch) of the network with ``switches``."""
     torch.manual_seed(0)
-    net = PertNasNetwork(switches, args.channels).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.087, momentum=0.9, weight_decay=3e-4)
+    space = get_space("darts").scaled(input_size=32, num_classes=10, stem_stride=1)
+    net, _ = masked_network(space, switches, args.channels, args.layers)
+    net = net.to(device, memory_format=torch.channels_last)
     settings = StepSettings(amp=args.amp)
+    opt = new_sgd(net, 0.087, settings)
     train_steps(net, opt, loader.passes((0,), args.warmup), settings)
     sync(device)
     t0 = time.perf_counter()
@@ -53,6 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=ORIGINAL_LAYERS)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per network shape")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
@@ -62,7 +73,9 @@ def main() -> None:
     parser.add_argument("--finetune_steps", type=int, default=50)
     parser.add_argument("--npop", type=int, default=4)
     parser.add_argument("--ranks", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core this process may use)")
     args = parser.parse_args()
+    print(f"{use_threads(args.threads)} CPU thread(s)")
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -77,7 +90,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     one = [[int(rng.choice(CANDIDATES))] for _ in range(14)]
     two = [sorted(int(o) for o in rng.choice(CANDIDATES, 2, replace=False)) for _ in range(14)]
-    shapes = {"expanded": expand_edge(one, 0, CANDIDATES), "two ops": two, "one op": one}
+    shapes = {"expanded": expand_site(one, 0, sorted(CANDIDATES)), "two ops": two, "one op": one}
     times = {name: time_network(sw, args, device, loader, val) for name, sw in shapes.items()}
     for name, (step, ev) in times.items():
         print(f"{name:>9}: {step * 1e3:8.1f} ms/train step, {ev * 1e3:7.1f} ms/eval batch "

@@ -1,11 +1,10 @@
-"""Figures of a PertNAS search: score heatmaps (TensorBoard) and the final cell."""
+"""Figures of a PertNAS search: score heatmaps (TensorBoard) and, on the DARTS space, the final cell."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
 
-from anglenas.searchers.pertnas.model import CANDIDATES, PERTNAS_OPS
 from anglenas.spaces.darts.genotypes import Genotype
 from anglenas.spaces.darts.model_search import NUM_EDGES
 from anglenas.spaces.darts.ops import PRIMITIVES
@@ -38,10 +37,12 @@ def _heatmap(table: np.ndarray, xticks: Sequence[str], yticks: Sequence[str], xl
     return fig
 
 
-def score_heatmap(scores: np.ndarray, title: str):
-    """Edges x ops heatmap of perturb-val scores (``scores[edge, op id]``; NaN = not scored)."""
-    table = np.asarray(scores, dtype=float)[:, list(CANDIDATES)]
-    return _heatmap(table, PERTNAS_OPS, [str(e) for e in range(NUM_EDGES)], "op removed", "edge", title, (8, 6))
+def score_heatmap(table: np.ndarray, op_names: Sequence[str], site_kind: str, title: str):
+    """Sites x ops heatmap of perturb-val scores (``table[site, column]``, column j is op ``op_names[j]``; NaN = not
+    scored)."""
+    table = np.asarray(table, dtype=float)
+    return _heatmap(table, op_names, [str(s) for s in range(len(table))], "op removed", site_kind, title,
+                    (max(5.0, 1.0 + 0.9 * len(op_names)), max(3.0, 1.5 + 0.32 * len(table))))
 
 
 def edge_score_heatmap(rows: Sequence[dict], title: str):
