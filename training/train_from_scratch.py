@@ -7,7 +7,8 @@
 --arch takes op ids ("2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3"), a published name (SPOS_ABS, FAIRNAS_ABS,
 PROXYLESS_ABS, DARTS_ABS, PDARTS_ABS, SPOS_SHUFFLENETV2, ...), a search_result.json or a genotype.json. Run again
 with the same arguments to resume (Ctrl-C writes a checkpoint first). --eval needs only the test data; the
-network comes from our checkpoint. DARTS / PDARTS cells on ImageNet: add --darts (the recipe of their paper).
+network comes from our checkpoint. DARTS / PDARTS cells on ImageNet: add --darts (the recipe of their paper; the
+paper's C=45 networks, --init_channels to change it).
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli
@@ -16,7 +17,8 @@ from anglenas.stages.train import CIFAR, DARTS_IMAGENET, DEMO, FinalTrainConfig,
 
 @cli
 def main() -> None:
-    cfg = parse_config(FinalTrainConfig, description=__doc__, presets={"demo": DEMO, "cifar": CIFAR, "darts": DARTS_IMAGENET})
+    cfg = parse_config(FinalTrainConfig, description=__doc__,  # --demo last: with --darts it still takes minutes
+                       presets={"cifar": CIFAR, "darts": DARTS_IMAGENET, "demo": DEMO})
     trainer = FinalTrainer(cfg)
     if cfg.eval:
         result = trainer.evaluate_checkpoint()

@@ -36,16 +36,11 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=0, help="which architecture of a search result (0 = best)")
     parser.add_argument("--table", help="a FLOPs lookup table JSON to use instead of the paper-size table")
     parser.add_argument("--width_mult", type=float, default=1.0, help="channel width multiplier")
-    parser.add_argument("--init_channels", type=int, help="initial channels C of a cell space (DARTS: 48 at width 1)")
+    parser.add_argument("--init_channels", type=int, help="initial channels C of a cell network (darts genotypes: 45 at width 1, the paper's; nb201: 16)")
     args = parser.parse_args()
     name, arch = parse_arch(args.arch, args.space, args.rank)
     space = get_space(name)
-    width = args.width_mult
-    if args.init_channels is not None:
-        base = getattr(space, "init_channels", None)
-        if base is None:
-            raise UserError(f"--init_channels applies to cell spaces; the {name} space takes --width_mult")
-        width = args.init_channels / base
+    width = args.width_mult if args.init_channels is None else space.width_for_channels(arch, args.init_channels)
     if width != 1.0:
         space = space.scaled(width)
     per_site = isinstance(arch, (list, tuple)) and all(isinstance(op, int) for op in arch)

@@ -53,6 +53,7 @@ class ShrinkDefaults:
     lr: float = 0.25
     base_refresh_threshold: int = 50  # replace W0 once after more drops than this (0: never, as DARTS)
     warmup_epochs: float = 0  # epochs per progressive warm-up stage (DARTS: 5; needs the space's warmup_supernet)
+    decay_classifier: bool = True  # weight-decay the supernet's Linear classifier (DARTS: no, as the original)
     demo: tuple[tuple[str, Any], ...] = ()  # overrides of the generic --demo preset for this space
 
 
@@ -184,6 +185,12 @@ class SearchSpace(ABC):
                stem_stride: int | None = None) -> "SearchSpace":
         """The same space at another channel width, input resolution, class count or stem stride
         (``stem_stride`` 1 is the small-input variant, e.g. for 32x32 images)."""
+
+    def width_for_channels(self, arch: Any, channels: int) -> float:
+        """The width multiplier at which the network of ``arch`` has ``channels`` channels in its first cells
+        (``--init_channels`` of a cell space's networks)."""
+        raise UserError(f"--init_channels applies to cell spaces (darts, nb201); the {self.name} space's width is "
+                        f"--width_mult")
 
     # -- models ---------------------------------------------------------------------------------------------------
     @abstractmethod

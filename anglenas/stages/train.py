@@ -23,7 +23,7 @@ from torch import nn
 
 from anglenas.archs import parse_arch
 from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run_settings, save_checkpoint
-from anglenas.config import field
+from anglenas.config import RuntimeConfig, SizeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
@@ -48,52 +48,52 @@ NETWORK_FIELDS = ("arch", "space", "arch_rank", "width_mult", "input_size", "ste
 
 
 @dataclass
-class FinalTrainConfig(DataConfig):
-    """Training from scratch; defaults are the paper's ImageNet recipe (spec §10.1)."""
+class FinalTrainConfig(DataConfig, SizeConfig, RuntimeConfig):
+    """Training from scratch; defaults are the paper's ImageNet recipe."""
 
     arch: str = field("SPOS_ABS", "architecture: op indices like '2 2 -1 0 ...', a published name "
                                   "(SPOS_ABS, FAIRNAS_ABS, PROXYLESS_ABS) or a search_result.json")
     space: str | None = field(None, "space of the architecture (default: from the architecture)")
     arch_rank: int = field(0, "which architecture of a search_result.json (0 = the best)")
-    save: str = field("runs/train", "run folder: checkpoints, log, TensorBoard, summary.json")
-    total_iters: int = field(300000, "training iterations (the original's schedule)")
-    epochs: float = field(0.0, "schedule length in epochs of the training set; overrides total_iters when > 0")
-    batch_size: int = field(1024, "global batch size (divided over ranks)")
-    lr: float = field(0.5, "initial learning rate, decayed linearly to min_lr at the last iteration")
-    min_lr: float = field(0.0, "final learning rate")
-    momentum: float = field(0.9, "SGD momentum")
+    init_channels: int | None = field(None, "channels of the first cells of a cell network (darts: 45 for a "
+                                            "genotype, the paper's; nb201: 16); sets the width", low=2)
+    save: str = override("runs/train")
+    total_iters: int = field(300000, "training iterations (the original's schedule; 0: give --epochs)", low=0)
+    epochs: float = field(0.0, "schedule length in epochs of the training set; overrides total_iters when > 0",
+                          low=0)
+    batch_size: int = field(1024, "global batch size (divided over ranks)", low=1)
+    lr: float = field(0.5, "initial learning rate, decayed linearly to min_lr at the last iteration", low=0)
+    min_lr: float = field(0.0, "final learning rate", low=0)
+    momentum: float = field(0.9, "SGD momentum", low=0, high=1)
     nesterov: bool = field(False, "Nesterov momentum")
     weight_decay: float = field(4e-5, "weight decay of conv weights (not BN, not the classifier: see "
-                                      "--decay_classifier)")
+                                      "--decay_classifier)", low=0)
     decay_classifier: bool = field(False, "also decay the Linear classifier (the original meant to, but its "
                                           "name filter missed it, so by default it is not decayed)")
-    auxiliary_weight: float = field(0.4, "weight of an auxiliary head's loss, for networks that have one (DARTS)")
+    auxiliary_weight: float = field(0.4, "weight of an auxiliary head's loss, for networks that have one (DARTS)",
+                                    low=0)
     drop_path: float = field(0.0, "drop-path probability, raised linearly over training, for networks that "
-                                  "support it (DARTS cells)")
-    label_smoothing: float = field(0.1, "label smoothing of the cross-entropy")
-    grad_clip: float = field(5.0, "clip the global gradient norm (0 disables)")
-    dropout: float | None = field(None, "dropout before the classifier (default: the space's: 0.2, shufflenetv2 0.1)")
+                                  "support it (DARTS cells)", low=0, high=1)
+    label_smoothing: float = field(0.1, "label smoothing of the cross-entropy", low=0, high=1)
+    grad_clip: float = field(5.0, "clip the global gradient norm (0 disables)", low=0)
+    dropout: float | None = field(None, "dropout before the classifier (default: the space's: 0.2, shufflenetv2 0.1)",
+                                  low=0, high=1)
     ema_decay: float = field(0.0, "EMA of the weights (0 = off, e.g. 0.9998); when on, evaluation, best.pt and "
-                                  "the summary use the EMA weights")
-    eval_every: int = field(10000, "iterations between evaluations (0: once per epoch); always at the end")
-    eval_batch_size: int = field(200, "evaluation batch size")
-    eval_limit: int | None = field(None, "evaluate on a fixed random subset of this many test images (default: all)")
-    checkpoint_every: int = field(0, "iterations between writes of checkpoint.pt (0: at every evaluation)")
-    checkpoint_minutes: float = field(10.0, "also write checkpoint.pt this many minutes after the last one (0: off)")
-    seed: int = field(0, "seed of the weights, data order, augmentation and dropout")
-    device: str = field("auto", "cuda, cpu or auto")
-    amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
+                                  "the summary use the EMA weights", low=0, high=1)
+    eval_every: int = field(10000, "iterations between evaluations (0: once per epoch); always at the end", low=0)
+    eval_batch_size: int = field(200, "evaluation batch size", low=1)
+    eval_limit: int | None = field(None, "evaluate on a fixed random subset of this many test images (default: all)",
+                                   low=1)
+    checkpoint_every: int = field(0, "iterations between writes of checkpoint.pt (0: at every evaluation)", low=0)
+    checkpoint_minutes: float = field(10.0, "also write checkpoint.pt this many minutes after the last one (0: off)",
+                                      low=0)
     channels_last: bool = field(True, "channels_last memory format")
     sync_bn: bool = field(False, "SyncBatchNorm across ranks (multi-GPU only)")
     compile: bool = field(False, "torch.compile the training network (GPU; the first steps are slower)")
-    width_mult: float = field(1.0, "channel width multiplier")
-    input_size: int | None = field(None, "input resolution (default: the dataset's, 224 for ImageNet)")
-    stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)")
     eval: bool = field(False, "only evaluate --eval_resume on the test set and print top-1 / top-5")
     eval_resume: str = field("", "checkpoint to evaluate: ours (checkpoint.pt, best.pt) or the original's")
-    demo: bool = field(False, "small settings on the embedded data: a CPU run of a few minutes")
     cifar: bool = field(False, "the CIFAR-10 recipe (give --data_dir)")
-    darts: bool = field(False, "the DARTS ImageNet recipe of DARTS / PDARTS cells (spec 10.2)")
+    darts: bool = field(False, "the DARTS ImageNet recipe of DARTS / PDARTS cells (the ABS paper's C=45 networks)")
     decay_all: bool = field(False, "weight decay on every parameter, BN included (the DARTS ImageNet recipe)")
     lr_schedule: str = field("linear", "linear: to min_lr at the last iteration; linear_tail: DARTS ImageNet's "
                                        "linear decay over all but 5 epochs, then a 5-epoch tail",
@@ -153,10 +153,11 @@ class FinalTrainer:
         self.save = Path(cfg.save)
         self.logger = RunLogger(None if cfg.eval else self.save, self.env.is_main)  # after the inputs are checked
         self.data = build_data(cfg, self.device, held_out=False, train=not cfg.eval)
-        self.space = get_space(self.space_name).scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
-                                                       self.data.num_classes, cfg.stem_stride)
-        self.per_site = isinstance(self.arch, (list, tuple)) and all(isinstance(op, int) for op in self.arch)
-        self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
+        paper = get_space(self.space_name)
+        width = paper.width_for_channels(self.arch, cfg.init_channels) if cfg.init_channels else cfg.width_mult
+        self.space = paper.scaled(width, cfg.input_size or self.data.input_size, self.data.num_classes,
+                                  cfg.stem_stride)
+        self.amp = cfg.amp and self.device.type == "cuda"
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         torch.manual_seed(cfg.seed)
         if cfg.dropout is None:  # the space's default, recorded as a number (the settings a resume compares)
@@ -183,22 +184,16 @@ class FinalTrainer:
         return dataclasses.replace(cfg, **{k: saved[k] for k in NETWORK_FIELDS if k in saved})
 
     def _describe(self) -> dict[str, float]:
-        """Log the architecture with its FLOPs and params (table, cross-checked by counting); return them."""
+        """Log the architecture with its FLOPs and params, at this size and at the paper's (the space's cost of
+        the architecture, cross-checked against counting the network built here); return them."""
         counted = self.space.counted_flops(self.arch)
         real_params = sum(p.numel() for name, p in self.model.named_parameters()  # an auxiliary head is not counted
                           if not name.startswith("auxiliary"))
-        flops, params = counted, real_params
-        ref = get_space(self.space_name)
-        ref_flops, ref_params = ref.counted_flops(self.arch), real_params
-        if self.per_site:
-            table = self.space.flops_table()
-            flops, params = table.arch_flops(self.arch), table.arch_params(self.arch)
-            if (counted, real_params) != (flops, params):
-                self.logger.info(f"warning: FLOPs / params table {flops} / {params} disagree with the network's "
-                                 f"{counted} / {real_params}")
-            ref_table = ref.flops_table()
-            ref_flops, ref_params = ref_table.arch_flops(self.arch), ref_table.arch_params(self.arch)
-        ref_flops, ref_params = _paper_units(ref_flops, ref_params)
+        flops, params = self.space.arch_cost(self.arch)
+        if (counted, real_params) != (flops, params):
+            self.logger.info(f"warning: the space's FLOPs / params {flops} / {params} disagree with the network's "
+                             f"{counted} / {real_params}")
+        ref_flops, ref_params = _paper_units(*get_space(self.space_name).arch_cost(self.arch))
         flops_m, params_m = _paper_units(flops, params)
         self.logger.info(f"architecture ({self.space_name} space): {self.space.format_arch(self.arch)}")
         self.logger.info(f"network: {flops_m}M FLOPs, {params_m}M params at {self.space.input_size}px, width "

@@ -61,6 +61,10 @@ from anglenas.spaces.registry import register_space
 from anglenas.spaces.relaxed import GroupOps, check_group_ops
 
 REFERENCE_C = 48
+"""Channels of the first cells of the ABS shrinking supernet (and of its 14-op child networks) at width 1."""
+GENOTYPE_C = 45
+"""Channels of the first cells of a genotype's ImageNet network at width 1: the ABS paper's DARTS_ABS and PDARTS_ABS
+models (547.6M and 570.1M FLOPs), as the original's training script passes ``--init_channels 45``."""
 LAYERS = 14
 PATH_NODES = ((0, 2, 3, 4, 5), (0, 2, 3, 5), (0, 2, 4, 5), (0, 2, 5), (0, 3, 4, 5), (0, 3, 5), (0, 4, 5), (0, 5),
               (1, 2, 3, 4, 5), (1, 2, 3, 5), (1, 2, 4, 5), (1, 2, 5), (1, 3, 4, 5), (1, 3, 5), (1, 4, 5), (1, 5))
@@ -175,12 +179,14 @@ class DartsSpace(SearchSpace):
     shrink: ClassVar[ShrinkDefaults] = ShrinkDefaults(
         drop_rule="per_layer", drops_per_round=NUM_EDGES, max_rounds=len(PRIMITIVES), max_flops=None,
         lr_horizon_epochs=400, init="default", first_stage_epochs=150, other_stage_epochs=20, lr=0.2,
-        base_refresh_threshold=0, warmup_epochs=5,
+        base_refresh_threshold=0, warmup_epochs=5, decay_classifier=False,
         demo=(("width_mult", 1 / 6), ("batch_size", 32), ("warmup_epochs", 0.05), ("first_stage_epochs", 1),
               ("other_stage_epochs", 0), ("sample_num", 5), ("lr_horizon_epochs", 4), ("stem_stride", 1)))
     """Spec §3.1: 1 op dropped per edge per round (8 -> 2 ops after 6 rounds, 2^14 archs), no FLOPs filter, lr
     0.2 over a 400-epoch horizon, 150 epochs before round 0 and 20 before each later one, after the 55-epoch
-    warm-up (:meth:`warmup_supernet`). ``init="default"``: the supernet initialises itself as the original does."""
+    warm-up (:meth:`warmup_supernet`). ``init="default"``: the supernet initialises itself as the original does.
+    ``decay_classifier=False``: the original's weight-decay filter names ``classifier.0``, which misses this
+    supernet's ``classifier.weight`` / ``.bias``, so its classifier is never decayed."""
     warmup_stages: ClassVar[int] = len(warmup_schedule())
     """The 11 warm-up stages (spec §3.6; :func:`~anglenas.spaces.darts.supernet.warmup_schedule`), each
     ``shrink.warmup_epochs`` long with a fresh optimiser and its own linear schedule, each followed by the insertion
@@ -290,9 +296,19 @@ class DartsSpace(SearchSpace):
             return self._genotype_network(arch, auxiliary=True)
         return DartsChildNet(arch, self.init_channels, self.num_classes, self.input_size, self.stem_stride)
 
+    @property
+    def genotype_channels(self) -> int:
+        """Channels of the first cells of a genotype's network at this width (45 at the paper's size)."""
+        return round(GENOTYPE_C * self.width_mult)
+
+    def width_for_channels(self, arch: Arch | Genotype, channels: int) -> float:
+        """The width at which ``arch``'s network has ``channels`` in its first cells (C=45 genotypes, C=48 14-op
+        children at width 1)."""
+        return channels / (GENOTYPE_C if isinstance(arch, Genotype) else REFERENCE_C)
+
     def _genotype_network(self, genotype: Genotype, auxiliary: bool) -> nn.Module:
         net = NetworkImageNet if self.stem_stride == 2 else NetworkCIFAR
-        return net(self.init_channels, self.num_classes, LAYERS, auxiliary, genotype)
+        return net(self.genotype_channels, self.num_classes, LAYERS, auxiliary, genotype)
 
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
         return child_state_dict(supernet_state, self.check_arch(arch))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,8 +26,10 @@ from anglenas.flops import FlopsTable, chain_flops
 from anglenas.spaces.base import Arch, SearchSpace, ShrinkDefaults
 from anglenas.spaces.nb201.cells import EDGES, NONE, NUM_EDGES, OPS, PATHS, Cell, parse, path_edges, to_str
 from anglenas.spaces.nb201.network import NB201Network, path_state_dict
+from anglenas.spaces.nb201.relaxed import NB201RelaxedSupernet
 from anglenas.spaces.nb201.supernet import NB201SuperNet, ResidualReduction, make_op
 from anglenas.spaces.registry import register_space
+from anglenas.spaces.relaxed import GroupOps, check_group_ops
 
 BASE_CHANNELS = 16
 
@@ -83,11 +85,13 @@ class NB201Space(SearchSpace):
     published = {"NB201_BEST_CIFAR10": [3, 3, 3, 1, 3, 2],  # NB201 index 6111, 94.37%
                  "NB201_BEST_CIFAR100": [3, 3, 3, 1, 3, 3],  # index 9930, 73.51%
                  "NB201_BEST_IMAGENET16": [2, 2, 3, 1, 3, 3]}  # index 857, 47.31%
+    search_demo: ClassVar[Mapping[str, Any]] = {"width_mult": 0.5, "init_channels": 8, "layers": 1, "stem_stride": 1}
+    """``--space nb201 --demo``: C = 8 channels; searchers with a cell count (``--layers``) use 1 cell per stage."""
 
     def __post_init__(self) -> None:
         if self.stem_stride != 1:
             raise UserError(f"the nb201 space has a stride-1 stem (NB201's networks); got stem_stride "
-                            f"{self.stem_stride}")
+                            f"{self.stem_stride}: pass --stem_stride 1")
         if self.channels < 1 or self.cells_per_stage < 1:
             raise UserError(f"the nb201 space needs at least 1 channel and 1 cell per stage; got width "
                             f"{self.width_mult} ({self.channels} channels), {self.cells_per_stage} cells per stage")
@@ -96,6 +100,10 @@ class NB201Space(SearchSpace):
     def channels(self) -> int:
         """Channels of the first stage (NB201: 16); the stages have C, 2C, 4C."""
         return round(BASE_CHANNELS * self.width_mult)
+
+    def width_for_channels(self, arch: Arch, channels: int) -> float:
+        """The width at which the network has ``channels`` in its first stage (NB201: 16 at width 1)."""
+        return channels / BASE_CHANNELS
 
     @property
     def num_cells(self) -> int:
@@ -142,6 +150,19 @@ class NB201Space(SearchSpace):
     def path_state_dict(self, supernet_state: Mapping[str, torch.Tensor], arch: Arch | Sequence[Arch]
                         ) -> dict[str, torch.Tensor]:
         return path_state_dict(supernet_state, arch)
+
+    def relaxed_supernet(self, ops: Sequence[Sequence[int]] | GroupOps, *, channels: int | None = None,
+                         depth: int | None = None, skip_dropout: bool = False) -> NB201RelaxedSupernet:
+        """NB201's DARTS network over ``ops`` (op ids per edge; an empty list leaves the edge out) with ``channels``
+        C (default: this size's) and ``depth`` cells per stage (default: this space's N)
+        (:mod:`anglenas.spaces.nb201.relaxed`)."""
+        site_ops = check_group_ops(ops, NB201RelaxedSupernet.groups)["cell"]
+        self.check_operations([site or [NONE] for site in site_ops])  # an empty edge is allowed here
+        for name, value in (("channels", channels), ("depth", depth)):
+            if value is not None and value < 1:
+                raise UserError(f"the nb201 relaxed supernet needs {name} >= 1, got {value}")
+        return NB201RelaxedSupernet(site_ops, self.num_classes, channels or self.channels,
+                                    depth or self.cells_per_stage, skip_dropout)
 
     # -- FLOPs ----------------------------------------------------------------------------------------------------
     def flops_table(self) -> FlopsTable:
