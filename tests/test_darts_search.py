@@ -1,6 +1,7 @@
 """DARTS: genotype derivation, the restricted MixedOp, the second-order gradient, the search end to end with resume,
-and the CIFAR evaluation network and training."""
+upstream's learning-rate order, and the CIFAR evaluation networks, recipes and training."""
 import json
+import math
 import pickle
 
 import numpy as np
@@ -11,14 +12,26 @@ from torch import nn
 from torch.func import functional_call
 
 from anglenas.errors import UserError
+from anglenas.operations import load_operations
 from anglenas.searchers.darts.architect import Architect
+from anglenas.search_result import SearchResult, read_search_result, write_search_result
 from anglenas.searchers.darts.search import DartsConfig, run_darts
-from anglenas.searchers.darts.searchdata import read_edge_ops
-from anglenas.spaces.darts.genotypes import DARTS_V2, Genotype, load_genotype, parse_genotype, save_genotype
+from anglenas.searchers.darts.searchdata import epoch_lr
+from anglenas.searchers.registry import get_searcher
+from anglenas.spaces.darts.genotypes import (
+    DARTS_ABS,
+    DARTS_V2,
+    PDARTS_ABS,
+    Genotype,
+    load_genotype,
+    parse_genotype,
+    save_genotype,
+)
 from anglenas.spaces.darts.model_eval import NetworkCIFAR, NetworkImageNet
 from anglenas.spaces.darts.model_search import SearchNetwork, derive_cell
 from anglenas.spaces.darts.ops import PRIMITIVES, DilConv, FactorizedReduce, Identity, SepConv, Zero
-from anglenas.stages.train_cifar import CifarTrainConfig, cutout, evaluate_checkpoint, run_train
+from anglenas.stages.search import run_search
+from anglenas.stages.train_cifar import CifarTrainConfig, cutout, evaluate_checkpoint, resolve, run_train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -58,7 +71,7 @@ def test_genotype_of_hand_built_alphas():
     with torch.no_grad():
         model.alphas_normal.copy_(torch.log(torch.tensor(w + 1e-9)))
         model.alphas_reduce.copy_(torch.log(torch.tensor(w[:, ::-1] + 1e-9).contiguous()))
-    genotype = model.genotype()
+    genotype = model.derive()
     assert genotype.normal == expected and genotype.normal_concat == [2, 3, 4, 5]
     # reversed columns: edge 0's 0.9 now sits on dil_conv_5x5, making edge 0 the stronger input of node 0
     assert genotype.reduce[:2] == [("dil_conv_5x5", 0), ("max_pool_3x3", 1)]
@@ -84,7 +97,7 @@ def test_mixed_op_holds_only_the_file_ops_in_file_order():
         return op[0] if isinstance(op, nn.Sequential) else op
     for e, ops in enumerate(ABS_OPS):
         for cell in (normal, reduce):
-            got = [kinds(op) for op in cell.edges[e].ops]
+            got = [kinds(op) for op in cell.edges[e].candidates]
             assert len(got) == 2
             for op_index, module in zip(ops, got):
                 name = PRIMITIVES[op_index]
@@ -95,7 +108,7 @@ def test_mixed_op_holds_only_the_file_ops_in_file_order():
                     expect = FactorizedReduce if cell.reduction and _source(e) < 2 else Identity
                 assert isinstance(module, expect), (e, name, module)
     # the 5x5 separable conv really has 5x5 depthwise kernels at Sequential index 1 and 5
-    sep5 = normal.edges[2].ops[1].op
+    sep5 = normal.edges[2].candidates[1].op
     assert sep5[1].kernel_size == (5, 5) and sep5[5].kernel_size == (5, 5)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
@@ -107,17 +120,22 @@ def _source(edge):
 
 
 def test_operations_file_errors_and_pickle(tmp_path):
-    assert read_edge_ops(str(write_ops(tmp_path / "ok.json", ABS_OPS))) == ABS_OPS
+    assert load_operations(str(write_ops(tmp_path / "ok.json", ABS_OPS)), "darts").ops == ABS_OPS
     with open(tmp_path / "orig.pkl", "wb") as fh:
         pickle.dump([[np.int64(o) for o in edge] for edge in ABS_OPS], fh)
-    assert read_edge_ops(str(tmp_path / "orig.pkl")) == ABS_OPS
+    assert load_operations(str(tmp_path / "orig.pkl"), "darts").ops == ABS_OPS
+    # edges with unequal op counts (upstream's [14, k] alphas refuse them): each edge uses the head of its row
     unequal = [list(e) for e in ABS_OPS]
     unequal[3] = [4]
-    with pytest.raises(UserError, match="unequal numbers of ops.*same count"):
-        read_edge_ops(str(write_ops(tmp_path / "unequal.json", unequal)))
+    model = SearchNetwork(2, 10, 3, load_operations(str(write_ops(tmp_path / "unequal.json", unequal)), "darts").ops)
+    assert model.alphas_normal.shape == (14, 2) and model.alphas_normal[3, 1] == 0
+    assert model.alpha(0, 3).shape == (1,) and model.probabilities()[0][3].tolist() == [1.0]
+    assert len(model.cells[0].edges[3].candidates) == 1 and model(torch.randn(1, 3, 8, 8)).shape == (1, 10)
     gpu_ops = [[0, 1, 2, 3, 4, 5]] * 21
     with pytest.raises(UserError, match="gpu"):
-        read_edge_ops(str(write_ops(tmp_path / "gpu.json", gpu_ops, space="gpu")))
+        load_operations(str(write_ops(tmp_path / "gpu.json", gpu_ops, space="gpu")), "darts")
+    with pytest.raises(UserError, match="edge 1 .* only 'none'"):
+        SearchNetwork(2, 10, 3, [[4], [0]] + ABS_OPS[2:])
     with pytest.raises(UserError, match="DARTS_ABS"):
         parse_genotype("NO_SUCH_CELL")
 
@@ -194,30 +212,45 @@ def test_second_order_gradient_matches_finite_difference():
 
 def _cfg(save, ops_path, **kw):
     return DartsConfig(dataset="embedded", operations_path=str(ops_path), save=str(save), init_channels=2, layers=3,
-                       batch_size=8, epochs=2, steps_per_epoch=2, eval_limit=16, device="cpu", **kw)
+                       batch_size=8, epochs=2, steps_per_epoch=2, eval_limit=16, device="cpu", threads=1, **kw)
 
 
 def test_tiny_search_writes_genotype_and_resumes(tmp_path, monkeypatch):
     ops_path = write_ops(tmp_path / "ops.json", ABS_OPS)
-    straight = run_darts(_cfg(tmp_path / "a", ops_path))
+    straight = run_search(get_searcher("darts"), _cfg(tmp_path / "a", ops_path))
     genotype = load_genotype(tmp_path / "a" / "genotype.json")
-    assert genotype == straight
-    for cell in (genotype.normal, genotype.reduce):
-        assert len(cell) == 8
-        for i, (op, src) in enumerate(cell):        # every chosen op is a non-none op of its edge in the file
+    assert genotype == straight.best
+    saved = read_search_result(tmp_path / "a")
+    assert (saved.searcher, saved.space, saved.archs, saved.operations) == ("darts", "darts", [genotype], ABS_OPS)
+    history = straight.details["history"]
+    chosen = []
+    for kind in ("normal", "reduce"):
+        for i, (op, src) in enumerate(getattr(genotype, kind)):  # every chosen op is a non-none op of the file's edge
             edge = [0, 2, 5, 9][i // 2] + src
             assert op != "none" and PRIMITIVES.index(op) in ABS_OPS[edge]
+            chosen.append(history[-1]["alphas"][kind][edge][ABS_OPS[edge].index(PRIMITIVES.index(op))])
+    assert len(chosen) == 16 and saved.scores[0] == pytest.approx(np.mean(chosen), abs=1e-5)
     assert (tmp_path / "a" / "alphas.png").is_file() and (tmp_path / "a" / "genotype.png").is_file()
-    monkeypatch.setattr("anglenas.searchers.darts.search.plot_alphas", lambda *args: None)   # figures: checked above
-    monkeypatch.setattr("anglenas.searchers.darts.search.plot_genotype", lambda *args: Figure(figsize=(1, 1)))
-    assert run_darts(_cfg(tmp_path / "b", ops_path), max_epochs=1) is None       # killed after epoch 1
-    resumed = run_darts(_cfg(tmp_path / "b", ops_path))
-    assert resumed == straight
-    a = json.loads((tmp_path / "a" / "summary.json").read_text())["history"]
-    b = json.loads((tmp_path / "b" / "summary.json").read_text())["history"]
-    assert np.allclose(a[-1]["normal"], b[-1]["normal"], atol=1e-6)
+    # upstream steps its cosine schedule at the top of each epoch: epoch e runs at the value after e + 1 steps
+    assert [r["lr"] for r in history] == pytest.approx([0.001 + 0.024 * (1 + math.cos(math.pi / 2)) / 2, 0.001])
+    monkeypatch.setattr("anglenas.searchers.darts.common.plot_alphas", lambda *args: None)   # figures: checked above
+    monkeypatch.setattr("anglenas.searchers.darts.common.plot_genotype", lambda *args: Figure(figsize=(1, 1)))
+    operations = load_operations(ops_path, "darts")
+    assert run_darts(_cfg(tmp_path / "b", ops_path), operations, max_epochs=1) is None       # killed after epoch 1
+    resumed = run_darts(_cfg(tmp_path / "b", ops_path), operations)
+    assert resumed.best == straight.best
+    a, b = (r.details["history"][-1]["alphas"]["normal"] for r in (straight, resumed))
+    assert np.allclose(a, b, atol=1e-6)
     with pytest.raises(UserError, match="other settings"):
-        run_darts(_cfg(tmp_path / "b", ops_path, seed=3))
+        run_darts(_cfg(tmp_path / "b", ops_path, seed=3), operations)
+
+
+def test_epoch_learning_rate_follows_upstreams_order():
+    """quark0/darts and chenxin061/pdarts call scheduler.step() before each epoch (PyTorch 0.3 / 0.4)."""
+    assert epoch_lr(0, 50, 0.025, 0.001) == pytest.approx(0.001 + 0.012 * (1 + math.cos(math.pi / 50)))
+    assert epoch_lr(49, 50, 0.025, 0.001) == pytest.approx(0.001)
+    assert epoch_lr(24, 25, 0.025, 0.0) == 0.0                              # PDARTS' last epoch: lr 0
+    assert epoch_lr(0, 600, 0.025, 0.0) == pytest.approx(0.0125 * (1 + math.cos(math.pi / 600)))
 
 
 # -- evaluation network and training ------------------------------------------------------------------------------
@@ -272,3 +305,37 @@ def test_training_resumes_like_an_uninterrupted_run(tmp_path):
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_imagenet_auxiliary_head_has_anglenas_768_channel_bn():
+    """AngleNAS' DARTS ImageNet model puts a BatchNorm2d(768) after the auxiliary head's 2x2 conv, as the CIFAR head."""
+    net = NetworkImageNet(48, 1000, 14, True, DARTS_V2)
+    aux = dict(net.auxiliary_head.named_parameters())
+    # after cell 9 (C=192, 4 * 192 = 768 channels): 1x1 conv 768->128, BN 128, 2x2 conv 128->768, BN 768, 768->1000
+    assert sum(p.numel() for p in aux.values()) == 768 * 128 + 2 * 128 + 128 * 768 * 4 + 2 * 768 + 768 * 1000 + 1000
+    assert sum(p.numel() for p in aux.values()) == 1_262_312 and aux["features.6.weight"].shape == (768,)
+
+
+def test_each_searchers_genotype_trains_with_its_papers_recipe(tmp_path):
+    def recipe(**kw):
+        cfg, _, name = resolve(CifarTrainConfig(**kw))
+        return cfg.batch_size, cfg.drop_path_prob, name
+
+    assert recipe(arch="DARTS_ABS") == (96, 0.2, "darts")
+    assert recipe(arch="PDARTS_ABS") == (128, 0.3, "pdarts")
+    assert recipe(arch="PDARTS_ABS", batch_size=64, drop_path_prob=0.1) == (64, 0.1, "pdarts")  # flags win
+    assert recipe(arch=str(PDARTS_ABS)) == (96, 0.2, "darts")  # a bare Genotype(...) names no searcher: DARTS'
+    for searcher, expected in (("pertnas", (128, 0.3)), ("pdarts", (128, 0.3)), ("darts", (96, 0.2))):
+        folder = tmp_path / searcher
+        write_search_result(SearchResult(searcher, "darts", [PDARTS_ABS], [None]), folder)
+        save_genotype(PDARTS_ABS, folder / "genotype.json")
+        for arch in (folder, folder / "search_result.json", folder / "genotype.json"):
+            assert recipe(arch=str(arch)) == (*expected, searcher)
+    save_genotype(PDARTS_ABS, tmp_path / "alone.json")
+    assert recipe(arch=str(tmp_path / "alone.json")) == (96, 0.2, "darts")  # no search result beside it
+    # PertNAS' pairing: one run's normal cell with another run's reduction cell; the recipe is --arch's searcher's
+    cfg, paired, name = resolve(CifarTrainConfig(arch=str(tmp_path / "pertnas"), reduce_arch="DARTS_ABS"))
+    assert paired.normal == PDARTS_ABS.normal and paired.reduce == DARTS_ABS.reduce and name == "pertnas"
+    write_search_result(SearchResult("spos", "gpu", [[0] * 21], [None]), tmp_path / "spos")
+    with pytest.raises(UserError, match="not a DARTS genotype"):
+        resolve(CifarTrainConfig(arch=str(tmp_path / "spos")))

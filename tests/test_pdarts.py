@@ -1,5 +1,5 @@
 """PDARTS: the op-dropping rule, edge selection and skip-connect restriction on hand-made inputs, the stage schedule
-from the flags, the skip-dropout schedule, and a tiny search in an ABS space."""
+from the flags, the skip-dropout schedule, and a tiny search in an ABS space (through the search stage)."""
 import json
 import math
 
@@ -9,24 +9,27 @@ import torch
 
 from anglenas.config import parse_config
 from anglenas.errors import UserError
-from anglenas.searchers.darts.pdarts import (
-    PdartsConfig,
-    build_schedule,
+from anglenas.operations import load_operations
+from anglenas.search_result import read_search_result
+from anglenas.searchers.darts.pdarts import PdartsConfig, build_schedule, run_pdarts, skip_dropout_rate
+from anglenas.searchers.darts.search import DartsConfig
+from anglenas.searchers.darts.switches import (
     drop_ops,
+    drop_weakest,
     edge_strength,
     final_genotypes,
     keep_two_edges,
     min_k_no_zero,
     restrict_skips,
-    run_pdarts,
     skip_count,
-    skip_dropout_rate,
     switched_on,
     switches_from_ops,
 )
-from anglenas.searchers.darts.search import DartsConfig
+from anglenas.searchers.registry import get_searcher
+from anglenas.spaces import get_space
 from anglenas.spaces.darts.genotypes import load_genotype
 from anglenas.spaces.darts.ops import PRIMITIVES
+from anglenas.stages.search import run_search
 
 NONE, SKIP, SEP3, SEP5, DIL3, DIL5 = 0, 3, 4, 5, 6, 7
 
@@ -113,46 +116,67 @@ def test_skip_dropout_schedule():
 
 def test_paper_commands_parse():
     cfg = parse_config(PdartsConfig, ["--save", "PDARTS_ABS", "--tmp_data_dir", "DIR", "--operations_path", "F"])
-    assert (cfg.save, cfg.tmp_data_dir, cfg.operations_path, cfg.epochs, cfg.batch_size) == \
+    assert (cfg.save, cfg.data, cfg.operations_path, cfg.epochs, cfg.batch_size) == \
         ("PDARTS_ABS", "DIR", "F", 25, 96)
     cfg = parse_config(DartsConfig, ["--data", "DIR", "--unrolled", "--save", "DARTS_ABS", "--operations_path", "F"])
-    assert cfg.unrolled and (cfg.data, cfg.save, cfg.epochs, cfg.batch_size, cfg.layers) == \
-        ("DIR", "DARTS_ABS", 50, 64, 8)
+    space = get_space("darts")
+    model = space.relaxed_supernet(space.initial_operations(), channels=cfg.init_channels, depth=cfg.layers)
+    assert cfg.unrolled and (cfg.data, cfg.save, cfg.epochs, cfg.batch_size, len(model.cells), model.C) == \
+        ("DIR", "DARTS_ABS", 50, 64, 8, 16)
+    assert (cfg.seed, cfg.learning_rate_min, cfg.stem_stride) == (2, 0.001, 1)
+    with pytest.raises(UserError, match="--train_portion must be 0 to 1, got 1.5"):
+        parse_config(DartsConfig, ["--train_portion", "1.5"])
+
+
+def test_drop_weakest_keeps_one_op_and_drops_none_first():
+    assert drop_weakest([1, 3, 4], [0.2, 0.5, 0.3], 1) == [3, 4]
+    assert drop_weakest([0, 3, 4], [0.9, 0.05, 0.05], 1, none=0) == [3, 4]      # none goes first, however strong
+    assert drop_weakest([0, 3, 4], [0.9, 0.05, 0.06], 2, none=0) == [4]
+    assert drop_weakest([2, 3], [0.6, 0.4], 5) == [2]                          # never fewer than one op
+    assert drop_weakest([-1, 2, 5], [0.1, 0.7, 0.2], 2, none=None) == [2]      # any op ids (MobileNet identity -1)
+
+
+def _write(path, ops):
+    path.write_text(json.dumps({"format": "anglenas-operations", "version": 1, "space": "darts",
+                                "operations": ops}))
+    return path
 
 
 def test_tiny_abs_search_writes_genotype(tmp_path):
     ops = [[NONE, SEP3], [SKIP, DIL3], [1, SEP5], [SEP3, DIL5], [2, DIL3], [NONE, SEP5], [SKIP, SEP3], [DIL3, DIL5],
            [1, SEP3], [NONE, DIL5], [SEP5, DIL3], [SKIP, SEP5], [2, SEP3], [SEP3, DIL3]]
-    path = tmp_path / "ops.json"
-    path.write_text(json.dumps({"format": "anglenas-operations", "version": 1, "space": "darts",
-                                "operations": ops}))
+    path = _write(tmp_path / "ops.json", ops)
     cfg = PdartsConfig(dataset="embedded", operations_path=str(path), save=str(tmp_path / "p"), init_channels=2,
                        layers=2, add_layers="1", batch_size=8, epochs=2, eps_no_arch=1, steps_per_epoch=2,
-                       eval_limit=16, device="cpu")
-    genotype = run_pdarts(cfg)
+                       eval_limit=16, device="cpu", threads=1)
+    result = run_search(get_searcher("pdarts"), cfg)
+    genotype = result.best
     assert load_genotype(tmp_path / "p" / "genotype.json") == genotype
+    assert read_search_result(tmp_path / "p").archs[0] == genotype and result.arch_details[0] == {"max_skip": 2}
     for cell in (genotype.normal, genotype.reduce):
         for i, (op, src) in enumerate(cell):
             assert op != "none" and PRIMITIVES.index(op) in ops[[0, 2, 5, 9][i // 2] + src]
     assert sum(op == "skip_connect" for op, _ in genotype.normal) <= 2
     assert sorted(json.loads((tmp_path / "p" / "skip_restricted.json").read_text()), key=int) == \
         [str(c) for c in range(9)]
+    history = result.details["history"]
+    assert [r["lr"] for r in history] == [pytest.approx(0.0125), 0.0]   # upstream: the last epoch runs at lr 0
 
 
 def test_two_stage_search_resumes_across_the_stage_boundary(tmp_path):
     ops = [[NONE, SEP3, DIL3], [SKIP, SEP5, DIL3], [1, SEP5, DIL5], [SEP3, SEP5, DIL5], [2, SEP3, DIL3]] + \
         [[NONE, SKIP, SEP5]] * 9
-    path = tmp_path / "ops3.json"
-    path.write_text(json.dumps({"format": "anglenas-operations", "version": 1, "space": "darts",
-                                "operations": ops}))
+    path = _write(tmp_path / "ops3.json", ops)
+    operations = load_operations(path)
 
     def cfg(save):
         return PdartsConfig(dataset="embedded", operations_path=str(path), save=str(tmp_path / save),
                             init_channels=2, layers=2, add_layers="0,1", dropout_rate="0.2,0.4", num_to_drop="1,1",
-                            batch_size=8, epochs=1, eps_no_arch=0, steps_per_epoch=2, eval_limit=16, device="cpu")
+                            batch_size=8, epochs=1, eps_no_arch=0, steps_per_epoch=2, eval_limit=16, device="cpu",
+                            threads=1)
 
-    straight = run_pdarts(cfg("a"))
-    assert run_pdarts(cfg("b"), max_epochs=1) is None        # killed after stage 1, its switches saved
-    assert run_pdarts(cfg("b")) == straight
+    straight = run_pdarts(cfg("a"), operations)
+    assert run_pdarts(cfg("b"), operations, max_epochs=1) is None        # killed after stage 1, its switches saved
+    assert run_pdarts(cfg("b"), operations).best == straight.best
     log = (tmp_path / "a" / "log.txt").read_text()
     assert "stage 2/2: 3 cells, C=2, 2 ops per edge" in log    # stage 2: 2 + 1 cells, one op dropped per edge

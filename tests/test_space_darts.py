@@ -274,3 +274,24 @@ def test_supernet_path_equals_child_network(tiny):
         assert torch.allclose(supernet(x, arch), child(x), atol=1e-6, rtol=0)
         per_cell = np.tile(arch, (14, 1))
         assert torch.equal(supernet(x, per_cell), supernet(x, arch))
+
+
+@pytest.mark.parametrize("space, flags, decayed", [("darts", [], False), ("darts", ["--decay_classifier"], True),
+                                                   ("gpu", [], True)])
+def test_shrinking_supernet_decays_the_classifier_as_the_original(tmp_path, space, flags, decayed):
+    """The original's weight-decay filter names ``classifier.0``: it decays the MobileNet supernets' classifier but
+    misses the DARTS supernet's ``classifier.weight`` / ``.bias``; the DARTS space keeps that by default."""
+    from anglenas.config import parse_config
+    from anglenas.stages.shrink import DEMO, ShrinkConfig, Shrinker
+
+    cfg = parse_config(ShrinkConfig, ["--space", space, "--demo", "--device", "cpu", "--threads", "1",
+                                      "--save", str(tmp_path), *flags], presets={"demo": DEMO})
+    trainer = Shrinker(cfg).trainer
+    for _ in range(2):  # as built, and after a warm-up's cell insertion gives a fresh optimiser
+        names = {id(p): n for n, p in trainer.model.named_parameters()}
+        decay, plain = trainer.optimizer.param_groups
+        convs = {n for n, p in trainer.model.named_parameters() if p.ndim == 4}
+        head = {"classifier.weight", "classifier.bias"}
+        assert {names[id(p)] for p in decay["params"]} == convs | (head if decayed else set())
+        assert (head <= {names[id(p)] for p in plain["params"]}) != decayed and plain["weight_decay"] == 0
+        trainer.reset_optimizer()

@@ -24,9 +24,9 @@ from anglenas.checkpoint import atomic_write_text, check_writable, open_run, run
 from anglenas.config import SizeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.log import RunLogger
-from anglenas.runtime import use_threads
 from anglenas.nn.init import init_weights
 from anglenas.operations import Operations
+from anglenas.runtime import use_threads
 from anglenas.spaces import get_space, reference_table, space_names
 from anglenas.train.dist import barrier, broadcast_object, init_distributed
 from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
@@ -69,6 +69,8 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig, SizeConfig):
                              choices=("he_fanout", "default", None))
     zero_init_residual: bool = field(False, "start every residual MBConv block as the identity (last BN gamma = 0; "
                                             "not in the original; the CPU demo's supernet needs it to learn)")
+    decay_classifier: bool | None = field(None, "weight-decay the supernet's Linear classifier (space default: yes; "
+                                                "darts no, as the original)")
     checkpoint_every: int = field(0, "steps between checkpoints during training (0: every epoch)", low=0)
 
     def resolved(self) -> "ShrinkConfig":
@@ -90,6 +92,7 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig, SizeConfig):
             max_rounds=self.max_rounds or d.max_rounds,
             max_flops=self.max_flops if self.max_flops is not None else d.max_flops or float("inf"),
             init=self.init or d.init,
+            decay_classifier=d.decay_classifier if self.decay_classifier is None else self.decay_classifier,
         )
 
 

@@ -1,13 +1,18 @@
-"""DARTS CIFAR-10 evaluation: train a genotype's ``NetworkCIFAR`` from scratch (upstream ``cnn/train.py``).
+"""DARTS CIFAR-10 evaluation: train a genotype's ``NetworkCIFAR`` from scratch (quark0/darts ``cnn/train.py``,
+chenxin061/pdarts ``train_cifar.py``).
 
-Defaults are the DARTS paper's: 600 epochs at batch 96, SGD lr 0.025 cosine to 0, momentum 0.9, weight decay 3e-4,
-C=36 and 20 cells, cutout 16, drop-path 0.2 (ramped linearly over the epochs), auxiliary head weighted 0.4,
-gradient-norm clip 5. ``SAVE/checkpoint.pt`` is written atomically after every epoch (the same command resumes);
+Defaults are the DARTS paper's: 600 epochs, SGD lr 0.025 cosine to 0, momentum 0.9, weight decay 3e-4, C=36 and 20
+cells, cutout 16, drop-path ramped linearly over the epochs, auxiliary head weighted 0.4, gradient-norm clip 5.
+The batch size and final drop-path follow the paper of the searcher that found the genotype (:data:`RECIPES`):
+DARTS' 96 and 0.2; PDARTS' and PertNAS' 128 and 0.3 (their ``train_cifar.py`` / ``eval_cifar.py``). As upstream,
+the cosine schedule is stepped at the top of each epoch, so epoch e trains at the cosine's value after e + 1
+steps. ``SAVE/checkpoint.pt`` is written atomically after every epoch (the same command resumes);
 ``SAVE/summary.json`` holds the final and best test top-1. Batches, augmentation, cutout and drop-path masks are
 functions of (seed, step), so a resumed run trains like an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,58 +21,117 @@ import torch
 from torch import nn
 
 from anglenas.checkpoint import atomic_write_text, load_checkpoint, open_run, run_settings, save_checkpoint
-from anglenas.config import field
+from anglenas.config import RuntimeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
+from anglenas.runtime import pick_device, use_threads
+from anglenas.search_result import FILENAME, read_search_result
 from anglenas.searchers.darts.architect import LOW_PRECISION
-from anglenas.searchers.darts.searchdata import DATASETS, cosine_lr, resolve_dataset
+from anglenas.searchers.darts.searchdata import DATASETS, epoch_lr, resolve_dataset
 from anglenas.spaces.darts.genotypes import GENOTYPES, Genotype, parse_genotype
 from anglenas.spaces.darts.model_eval import NetworkCIFAR
-from anglenas.train.dist import init_distributed
+from anglenas.spaces.darts.space import DartsSpace
 from anglenas.train.supernet import autocast_context, evaluate
 
 CHECKPOINT, SUMMARY = "checkpoint.pt", "summary.json"
 RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit", "eval", "eval_resume"}
 
 
-@dataclass
-class CifarTrainConfig:
-    """Training a genotype on CIFAR-10 (defaults: the DARTS paper, spec §9.1)."""
+@dataclass(frozen=True)
+class Recipe:
+    """What a searcher's paper trained its CIFAR-10 cells with, where the papers differ."""
 
-    arch: str = field("DARTS_V2", f"genotype: a name ({', '.join(GENOTYPES)}), a genotype.json, or a "
-                                  f"Genotype(...) string")
+    batch_size: int
+    drop_path_prob: float
+
+
+RECIPES = {"darts": Recipe(96, 0.2), "pdarts": Recipe(128, 0.3), "pertnas": Recipe(128, 0.3)}
+"""DARTS (quark0/darts ``cnn/train.py``), PDARTS (chenxin061/pdarts ``train_cifar.py``), PertNAS (its
+``eval_cifar.py`` run behind the 97.51%); a genotype of another or no known searcher gets DARTS'."""
+PUBLISHED_SEARCHER = {"DARTS_V1": "darts", "DARTS_V2": "darts", "DARTS": "darts", "DARTS_ABS": "darts",
+                      "PDARTS_ABS": "pdarts"}
+"""The searcher behind each published genotype name."""
+
+
+@dataclass
+class CifarTrainConfig(RuntimeConfig):
+    """Training a genotype on CIFAR-10 (defaults: the DARTS paper; batch and drop-path: the genotype's searcher's)."""
+
+    arch: str = field("DARTS_V2", f"genotype: a name ({', '.join(GENOTYPES)}), a search's genotype.json or "
+                                  f"search_result.json (or its folder), or a Genotype(...) string")
+    reduce_arch: str = field("", "take the reduction cell from this genotype instead (same forms as --arch): "
+                                 "PertNAS' pairing, the best run's normal cell with the second-best run's reduce "
+                                 "cell")
     data: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
     dataset: str = field("auto", "image source (auto: from --data)", choices=DATASETS)
-    save: str = field("runs/darts-train", "run folder: summary.json, checkpoint, log, TensorBoard")
-    batch_size: int = field(96, "batch size")
-    learning_rate: float = field(0.025, "initial learning rate (cosine to 0)")
-    momentum: float = field(0.9, "SGD momentum")
-    weight_decay: float = field(3e-4, "weight decay (all parameters)")
-    epochs: int = field(600, "training epochs")
-    init_channels: int = field(36, "channels of the first cells")
-    layers: int = field(20, "number of cells")
+    save: str = override("runs/darts-train")
+    batch_size: int | None = field(None, "batch size (default: the recipe of the genotype's searcher: DARTS 96, "
+                                         "PDARTS and PertNAS 128)", low=1)
+    learning_rate: float = field(0.025, "initial learning rate (cosine to 0)", low=0)
+    momentum: float = field(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = field(3e-4, "weight decay (all parameters)", low=0)
+    epochs: int = field(600, "training epochs", low=1)
+    init_channels: int = field(36, "channels of the first cells", low=1)
+    layers: int = field(20, "number of cells", low=3)
     auxiliary: bool = field(True, "auxiliary head at 2/3 depth")
-    auxiliary_weight: float = field(0.4, "weight of the auxiliary loss")
+    auxiliary_weight: float = field(0.4, "weight of the auxiliary loss", low=0)
     cutout: bool = field(True, "cutout augmentation")
-    cutout_length: int = field(16, "side of the cutout square")
-    drop_path_prob: float = field(0.2, "final drop-path probability (ramped linearly from 0)")
-    grad_clip: float = field(5.0, "gradient-norm clip")
-    seed: int = field(0, "seed of the weights, data order, augmentation and drop-path")
-    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass)")
-    eval_limit: int | None = field(None, "evaluate on a fixed subset of this many test images (default: all)")
-    device: str = field("auto", "cuda, cpu or auto")
-    threads: int = field(0, "CPU intra-op threads (0: PyTorch's default; 1 suits tiny models on a busy CPU)")
-    amp: bool = field(False, "bf16 autocast on CUDA")
+    cutout_length: int = field(16, "side of the cutout square", low=0)
+    drop_path_prob: float | None = field(None, "final drop-path probability, ramped linearly from 0 (default: the "
+                                               "recipe of the genotype's searcher: DARTS 0.2, PDARTS and PertNAS "
+                                               "0.3)", low=0, high=1)
+    grad_clip: float = field(5.0, "gradient-norm clip (0: off)", low=0)
+    steps_per_epoch: int = field(0, "cap on steps per epoch (0: a full pass)", low=0)
+    eval_limit: int | None = field(None, "evaluate on a fixed subset of this many test images (default: all)", low=1)
     eval: bool = field(False, "only evaluate --eval_resume on the test set and print its top-1")
     eval_resume: str = field("", "checkpoint.pt of a run of this script (the network is rebuilt from it)")
-    demo: bool = field(False, "tiny settings on the embedded data: a CPU run of about a minute")
 
 
 DEMO = dict(dataset="embedded", threads=1, init_channels=4, layers=3, batch_size=16, epochs=2, steps_per_epoch=3,
             eval_limit=64, save="runs/darts-train-demo")
 """``--demo``: 2 epochs of 3 steps, C=4, 3 cells, batch 16, on the embedded mini CIFAR-10."""
+
+
+def genotype_and_searcher(value: str) -> tuple[Genotype, str | None]:
+    """The genotype ``value`` gives (see ``--arch``) and the searcher that found it (None: unknown). A
+    ``genotype.json`` names its searcher through the ``search_result.json`` beside it."""
+    value = value.strip()
+    if value in GENOTYPES:
+        return GENOTYPES[value], PUBLISHED_SEARCHER.get(value)
+    if value.startswith("Genotype("):
+        return parse_genotype(value), None
+    path = Path(value)
+    if not path.exists():
+        return parse_genotype(value), None
+    genotype = DartsSpace().read_arch_file(path) if path.is_file() else None
+    if genotype is None:  # a search result, or its folder
+        result = read_search_result(path)
+        if not isinstance(result.best, Genotype):
+            raise UserError(f"{value} holds a {result.space} architecture, not a DARTS genotype; train it with "
+                            f"training/train_from_scratch.py --arch {value}")
+        return result.best, result.searcher
+    beside = path.with_name(FILENAME)
+    if beside.is_file():
+        result = read_search_result(beside)
+        if genotype in result.archs:
+            return genotype, result.searcher
+    return genotype, None
+
+
+def resolve(cfg: CifarTrainConfig) -> tuple[CifarTrainConfig, Genotype, str]:
+    """(``cfg`` with the recipe's batch size and drop-path filled in, the genotype to train, the recipe's name)."""
+    genotype, searcher = genotype_and_searcher(cfg.arch)
+    if cfg.reduce_arch:
+        other, _ = genotype_and_searcher(cfg.reduce_arch)
+        genotype = genotype._replace(reduce=other.reduce, reduce_concat=other.reduce_concat)
+    name = searcher if searcher in RECIPES else "darts"
+    recipe = RECIPES[name]
+    cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or recipe.batch_size,
+                              drop_path_prob=recipe.drop_path_prob if cfg.drop_path_prob is None
+                              else cfg.drop_path_prob)
+    return cfg, genotype, name
 
 
 def cutout(x: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
@@ -87,9 +151,8 @@ def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
     """Rebuild the network of a checkpoint of :func:`run_train` and evaluate it on the test set."""
     if not cfg.eval_resume:
         raise UserError("--eval needs --eval_resume PATH (the checkpoint.pt of a train.py run)")
-    _, device = init_distributed(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    use_threads(cfg.threads)
     ckpt = load_checkpoint(cfg.eval_resume, device)
     if not isinstance(ckpt, dict) or not {"config", "genotype", "model"} <= set(ckpt):
         raise UserError(f"{cfg.eval_resume} is not a checkpoint of darts-master/train.py")
@@ -108,10 +171,9 @@ def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
 
 def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | None:
     """Train; returns the summary (None when stopped by ``max_epochs``, to simulate an interruption)."""
-    _, device = init_distributed(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    genotype = parse_genotype(cfg.arch)
+    device = pick_device(cfg.device)
+    threads = use_threads(cfg.threads)
+    cfg, genotype, recipe = resolve(cfg)
     save = Path(cfg.save)
     amp = cfg.amp and device.type == "cuda"
     data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
@@ -133,12 +195,14 @@ def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | No
         start, history, best = ckpt["epoch"], ckpt["history"], ckpt["best"]
         logger.info(f"resumed from {save / CHECKPOINT} after epoch {start}/{cfg.epochs}")
     logger.info(f"genotype = {genotype}")
+    logger.info(f"{recipe.upper()} recipe: batch {cfg.batch_size}, drop-path {cfg.drop_path_prob}; device {device}, "
+                f"{threads} CPU threads")
     logger.info(f"NetworkCIFAR: C={cfg.init_channels}, {cfg.layers} cells, {params_m:.3f}M params (without the "
                 f"auxiliary head); {cfg.epochs} epochs x {spe} steps at batch {cfg.batch_size} on {device}")
     progress = logger.progress("train", cfg.epochs * spe, start * spe)
     end = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     for epoch in range(start, end):
-        lr = cosine_lr(epoch, cfg.epochs, cfg.learning_rate, 0.0)
+        lr = epoch_lr(epoch, cfg.epochs, cfg.learning_rate, 0.0)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
@@ -185,6 +249,8 @@ def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | No
     if not history:
         raise UserError("--epochs must be at least 1")
     summary = {"format": "anglenas-darts-train-summary", "version": 1, "arch": cfg.arch,
+               "reduce_arch": cfg.reduce_arch, "recipe": recipe, "batch_size": cfg.batch_size,
+               "drop_path_prob": cfg.drop_path_prob,
                "genotype": genotype._asdict(), "init_channels": cfg.init_channels, "layers": cfg.layers,
                "params_m": round(params_m, 4), "dataset": data.cfg.dataset, "epochs": cfg.epochs,
                "top1": history[-1]["top1"], "top5": history[-1]["top5"], "eval_images": history[-1]["n"],

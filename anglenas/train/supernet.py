@@ -36,6 +36,8 @@ class SupernetTrainConfig(RuntimeConfig):
     min_lr: float = field(5e-4, "learning-rate floor of the linear schedule", low=0)
     momentum: float = field(0.9, "SGD momentum", low=0, high=1)
     weight_decay: float = field(4e-5, "weight decay of conv weights and the classifier", low=0)
+    decay_classifier: bool = field(True, "weight-decay the Linear classifier too (--no-decay_classifier: conv "
+                                         "weights only)")
     label_smoothing: float = field(0.1, "label smoothing of the cross-entropy", low=0, high=1)
     grad_clip: float = field(5.0, "clip gradients by value (0 disables)", low=0)
     seed: int = override(5)
@@ -72,7 +74,7 @@ class SupernetTrainer:
                               else torch.preserve_format)
         self.sampler, self.stream, self.total_steps = sampler, stream, total_steps
         self.schedule_start = 0  # the LR schedule runs from this step (a warm-up stage restarts it)
-        self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.optimizer = sgd(self.model, cfg.lr, cfg.momentum, cfg.weight_decay, decay_linear=cfg.decay_classifier)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.params = list(self.model.parameters())
         self.logger = logger or RunLogger(None, enabled=False)
@@ -145,7 +147,8 @@ class SupernetTrainer:
 
     def reset_optimizer(self) -> None:
         """A fresh optimiser over the model's current parameters (after the model grew)."""
-        self.optimizer = sgd(self.model, self.cfg.lr, self.cfg.momentum, self.cfg.weight_decay)
+        self.optimizer = sgd(self.model, self.cfg.lr, self.cfg.momentum, self.cfg.weight_decay,
+                             decay_linear=self.cfg.decay_classifier)
         self.params = list(self.model.parameters())
 
     def state_dict(self) -> dict:

@@ -51,37 +51,35 @@ class Cell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
-def _aux_features(C: int, pool_stride: int, final_bn: bool) -> nn.Sequential:
-    layers = [nn.ReLU(inplace=False), nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
-              nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-              nn.Conv2d(128, 768, 2, bias=False)]
-    if final_bn:
-        layers.append(nn.BatchNorm2d(768))
-    return nn.Sequential(*layers, nn.ReLU(inplace=True))
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier: ReLU, 5x5 average pool (stride ``pool_stride``) to 2x2, 1x1 conv to 128, BN, ReLU,
+    2x2 conv to 768, BN, ReLU, linear."""
 
-
-class AuxiliaryHeadCIFAR(nn.Module):
-    """Auxiliary classifier on an 8x8 feature map (pool 5 stride 3 -> 2x2)."""
-
-    def __init__(self, C: int, num_classes: int):
+    def __init__(self, C: int, num_classes: int, pool_stride: int):
         super().__init__()
-        self.features = _aux_features(C, 3, final_bn=True)
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False), nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
+            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
 
 
-class AuxiliaryHeadImageNet(nn.Module):
-    """Auxiliary classifier on a 7x7 map (pool 5 stride 2 -> 2x2); no BN after the 768-conv, as upstream."""
+class AuxiliaryHeadCIFAR(AuxiliaryHead):
+    """On an 8x8 feature map (pool stride 3)."""
 
     def __init__(self, C: int, num_classes: int):
-        super().__init__()
-        self.features = _aux_features(C, 2, final_bn=False)
-        self.classifier = nn.Linear(768, num_classes)
+        super().__init__(C, num_classes, pool_stride=3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))
+
+class AuxiliaryHeadImageNet(AuxiliaryHead):
+    """On a 7x7 map (pool stride 2). With the ``BatchNorm2d(768)`` that AngleNAS' DARTS ImageNet training model has
+    (quark0/darts' ``AuxiliaryHeadImageNet`` omits it)."""
+
+    def __init__(self, C: int, num_classes: int):
+        super().__init__(C, num_classes, pool_stride=2)
 
 
 class _GenotypeNetwork(nn.Module):
