@@ -36,7 +36,7 @@ from anglenas.config import field, to_yaml
 from anglenas.data.streams import TensorStream
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.nb201.alpha import AlphaStep, RandomCellSampler
+from anglenas.nb201.alpha import AlphaStep, RandomCellSampler, SinglePathView
 from anglenas.nb201.api import DATASETS as GT_DATASETS
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import NB201Data, NB201DataConfig
@@ -293,16 +293,16 @@ class AlphaRun:
         self.dir = Path(cfg.save) / f"seed-{seed}" / "alpha"
         space = NB201_SPACE.sized(cfg.channels, cfg.cells_per_stage, data.input_size, data.num_classes)
         torch.manual_seed(seed)
-        model = space.supernet().to(device)
-        self.alphas = AlphaStep(model)
+        net = space.relaxed_supernet(space.initial_operations()).to(device)
+        self.alphas = AlphaStep(net)
         stream = data.train_stream(cfg.batch_size, seed, cfg.channels_last)
         if len(data.valid_y) < cfg.batch_size:
             raise UserError(f"the valid set has {len(data.valid_y)} images, fewer than --batch_size {cfg.batch_size}")
         valid = TensorStream(data.valid_x, data.valid_y, cfg.batch_size, seed + 10_000, data.normalize, pad=data.pad,
                              channels_last=cfg.channels_last)
         self.steps_per_epoch = stream.steps_per_epoch
-        self.trainer = seed_trainer(cfg, model, RandomCellSampler(len(model.search_cells), seed), stream, device,
-                                    logger, arch_step=self.alphas, arch_stream=valid)
+        self.trainer = seed_trainer(cfg, SinglePathView(net), RandomCellSampler(seed), stream, device, logger,
+                                    arch_step=self.alphas, arch_stream=valid)
         self.epoch = 0
         ckpt = open_run(self.dir / CHECKPOINT, seed_config(cfg, seed), RESUMABLE_FIELDS, map_location=device)
         if ckpt is not None:

@@ -208,7 +208,7 @@ class PathMixing:
     def argmax(cls, model: RelaxedSupernet) -> "PathMixing":
         """The most probable candidate of every site."""
         return cls({(g, s): int(np.argmax(p)) for g, group in enumerate(model.probabilities())
-                    for s, p in enumerate(group)})
+                    for s, p in enumerate(group) if len(p)})
 
     def begin(self, model: RelaxedSupernet) -> None:
         pass
