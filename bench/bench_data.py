@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from anglenas.data import DataConfig, build_data
-from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
+from anglenas.data.normalize import CIFAR_NORMALIZE
+from anglenas.data.streams import TensorStream
 
 
 def make_folder(root: Path, classes: int, per_class: int) -> None:

@@ -16,7 +16,8 @@ import torch
 from common import RandomStream, sync  # bench/ is on the path of a bench script
 
 from anglenas.abs.angle import ArchAngles, snapshot
-from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream
+from anglenas.data.normalize import CIFAR_NORMALIZE
+from anglenas.data.streams import TensorStream
 from anglenas.nb201.optim import update_every_parameter
 from anglenas.spaces.nb201.cells import all_cells
 from anglenas.spaces.nb201.space import NB201_SPACE

@@ -18,7 +18,13 @@ from anglenas.config import parse_config
 from anglenas.errors import cli
 from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
-from anglenas.nb201.standalone import StandaloneData, TrainArchConfig, cell_of, resolve_device, train_cell
+from anglenas.nb201.standalone import (
+    StandaloneData,
+    TrainArchConfig,
+    cell_of,
+    train_cell,
+)
+from anglenas.runtime import pick_device
 
 DEMO = {"dataset": "embedded", "channels": 8, "cells_per_stage": 1, "resolution": 16, "epochs": 3, "batch_size": 64,
         "lr": 0.05, "threads": 1, "save": "runs/nb201-train-arch-demo"}
@@ -31,7 +37,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(cfg.threads)
     bench = Benchmark.load(cfg.benchmark or None)
     cell, _ = cell_of(cfg.arch, cfg.index, bench)
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     logger = RunLogger(cfg.save)
     summary = train_cell(cfg, cell, cfg.save, StandaloneData(cfg, device), bench, device, logger)
     logger.close()

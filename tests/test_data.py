@@ -7,8 +7,10 @@ import torch
 from PIL import Image
 
 from anglenas.data import DataConfig, build_data, eval_subset
+from anglenas.data.augment import Pipeline, apply_augment, draw_augment
+from anglenas.data.normalize import CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Normalize
 from anglenas.data.sources import split_indices
-from anglenas.data.streams import CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Normalize, TensorStream, augment_crop_flip
+from anglenas.data.streams import TensorStream
 from anglenas.data.transforms import imagenet_eval, pca_lighting, square_random_resized_crop
 from anglenas.errors import UserError
 
@@ -59,7 +61,8 @@ def test_epoch_is_a_permutation_and_ranks_partition_the_global_batch():
 
 def test_augmentation_is_a_padded_crop_or_its_mirror():
     x = torch.randint(1, 255, (6, 3, 8, 8), dtype=torch.uint8)
-    out = augment_crop_flip(x, torch.Generator().manual_seed(0), pad=2, flip=True)
+    crop_flip = Pipeline(flip=True, pad=2, cutout=0, cutout_fill=(0, 0, 0), normalize=PLAIN, flip_first=False)
+    out = apply_augment(x, draw_augment(len(x), x.shape[-1], crop_flip, torch.Generator().manual_seed(0)), crop_flip)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(6):
         crops = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from anglenas.data.augment import AugmentDraw, Pipeline, apply_augment, draw_augment
 from anglenas.data.device_cifar import (
     PIPELINES,
-    AugmentDraw,
     DeviceLoader,
-    Pipeline,
-    apply_augment,
-    draw_augment,
     eval_batches,
     load_device_cifar,
     read_source,
 )
+from anglenas.data.normalize import Normalize
 from anglenas.data.sources import EMBEDDED_TARBALL
-from anglenas.data.streams import Normalize
 from anglenas.errors import UserError
 
 

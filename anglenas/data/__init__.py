@@ -19,6 +19,7 @@ import torch
 from anglenas.config import field
 from anglenas.data import transforms
 from anglenas.data.jpeg import DeviceAugment, JpegBytes, collate_bytes
+from anglenas.data.normalize import CIFAR_NORMALIZE, ORIGINAL_IMAGENET, Normalize
 from anglenas.data.sources import (
     ImageArrays,
     check_same_classes,
@@ -30,12 +31,9 @@ from anglenas.data.sources import (
     to_tensor_nchw,
 )
 from anglenas.data.streams import (
-    CIFAR_NORMALIZE,
-    ORIGINAL_IMAGENET,
     Batch,
     BatchStream,
     LoaderStream,
-    Normalize,
     SeededTransform,
     TensorStream,
     loader_eval_batches,

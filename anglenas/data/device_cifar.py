@@ -22,8 +22,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from anglenas.data.augment import Pipeline, apply_augment, draw_augment
+from anglenas.data.normalize import CIFAR_NORMALIZE, Normalize
 from anglenas.data.sources import (
     ImageArrays,
     load_cifar_pickles,
@@ -32,71 +33,17 @@ from anglenas.data.sources import (
     split_indices,
     to_tensor_nchw,
 )
-from anglenas.data.streams import CIFAR_NORMALIZE, Batch, Normalize, step_seed, tensor_eval_batches
+from anglenas.data.streams import Batch, step_seed, tensor_eval_batches
 from anglenas.errors import UserError
 
 FFCV_NORMALIZE = Normalize((125.307, 122.961, 113.8575), (51.5865, 50.847, 51.255))
 FFCV_CUTOUT_FILL = (125, 122, 113)
 
 
-@dataclass(frozen=True)
-class Pipeline:
-    """Per-batch augmentation: flip, translate by up to ``pad`` pixels, a ``cutout`` square, normalisation."""
-
-    flip: bool
-    pad: int
-    cutout: int
-    cutout_fill: tuple[int, int, int]
-    normalize: Normalize
-
-
 PIPELINES = {
     "ffcv": Pipeline(flip=True, pad=2, cutout=8, cutout_fill=FFCV_CUTOUT_FILL, normalize=FFCV_NORMALIZE),
     "darts": Pipeline(flip=True, pad=4, cutout=0, cutout_fill=(0, 0, 0), normalize=CIFAR_NORMALIZE),
 }
-
-
-@dataclass
-class AugmentDraw:
-    """The random choices of one batch: ``offsets`` [2, n] (row, col) in 0..2*pad, ``flips`` [n] bool,
-    ``corners`` [2, n] (top, left) of the cutout square in 0..size-cutout."""
-
-    offsets: torch.Tensor
-    flips: torch.Tensor
-    corners: torch.Tensor
-
-
-def draw_augment(n: int, size: int, pipeline: Pipeline, gen: torch.Generator) -> AugmentDraw:
-    """Draw the augmentation of ``n`` images from ``gen`` (CPU)."""
-    flips = torch.rand(n, generator=gen) < 0.5 if pipeline.flip else torch.zeros(n, dtype=torch.bool)
-    offsets = torch.randint(0, 2 * pipeline.pad + 1, (2, n), generator=gen)
-    corners = torch.randint(0, size - pipeline.cutout + 1, (2, n), generator=gen)
-    return AugmentDraw(offsets, flips, corners)
-
-
-def apply_augment(x: torch.Tensor, draw: AugmentDraw, pipeline: Pipeline) -> torch.Tensor:
-    """Flip, translate (zero border) and cut out a uint8 NCHW batch on its own device, per image.
-
-    Flip and translate are one gather from the zero-padded batch: output column q of a flipped image reads padded
-    column ``w - 1 + 2 pad - dx - q`` (the mirror of ``dx + q``).
-    """
-    n, c, h, w = x.shape
-    dev, pad = x.device, pipeline.pad
-    offsets, flips = draw.offsets.to(dev), draw.flips.to(dev)
-    q = torch.arange(w, device=dev)
-    cols = torch.where(flips[:, None], (w - 1 + 2 * pad - offsets[1])[:, None] - q, offsets[1][:, None] + q)
-    rows = offsets[0][:, None] + torch.arange(h, device=dev)
-    padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
-    x = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-               rows[:, None, :, None], cols[:, None, None, :]]
-    if pipeline.cutout:
-        corners = draw.corners.to(dev)
-        r = torch.arange(h, device=dev)[None, :] - corners[0][:, None]
-        s = q[None, :] - corners[1][:, None]
-        inside = ((r >= 0) & (r < pipeline.cutout))[:, :, None] & ((s >= 0) & (s < pipeline.cutout))[:, None, :]
-        fill = torch.tensor(pipeline.cutout_fill, dtype=x.dtype, device=dev).view(1, c, 1, 1)
-        x = torch.where(inside[:, None], fill, x)
-    return x
 
 
 class DeviceLoader:

@@ -7,41 +7,18 @@ rank takes its own contiguous slice of every global batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from anglenas.data.augment import Pipeline, apply_augment, draw_augment
+from anglenas.data.normalize import Normalize
 from anglenas.data.sources import UNREADABLE, CheckedImageFolder
 from anglenas.errors import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Normalize:
-    """uint8 RGB [N, 3, H, W] -> float, optionally BGR, then (x - mean) / std, all on the device."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    bgr: bool = False
-
-    def __call__(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-        x = x.float()
-        if self.bgr:
-            x = x.flip(1)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-CIFAR_NORMALIZE = Normalize((125.3, 123.0, 113.9), (63.0, 62.1, 66.7))
-ORIGINAL_IMAGENET = Normalize((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), bgr=True)
-"""The original's ImageNet input: BGR in [0, 255], no normalisation (needed for its released checkpoints)."""
 
 
 def step_seed(*parts: int) -> int:
@@ -82,8 +59,8 @@ class _EpochIndex:
 class TensorStream:
     """Training batches from uint8 images held on the device, with CIFAR augmentation done there.
 
-    Augmentation: random crop with ``pad`` zero padding and a horizontal flip, per image, from a generator
-    seeded by (seed, step, rank).
+    Augmentation: random crop with ``pad`` zero padding, then a horizontal flip, per image (torchvision's
+    ``RandomCrop(padding) + RandomHorizontalFlip``), from a generator seeded by (seed, step, rank).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, global_batch: int, seed: int,
@@ -92,35 +69,21 @@ class TensorStream:
         self.images, self.labels = images, labels.to(images.device)
         self.index = _EpochIndex(len(labels), global_batch, seed, rank, world)
         self.steps_per_epoch, self.per_rank_batch = self.index.steps_per_epoch, self.index.per_rank
-        self.seed, self.rank, self.pad, self.flip = seed, rank, pad, flip
-        self.normalize, self.channels_last = normalize, channels_last
+        self.seed, self.rank, self.channels_last = seed, rank, channels_last
+        self.pipeline = Pipeline(flip=flip, pad=pad, cutout=0, cutout_fill=(0, 0, 0), normalize=normalize,
+                                 flip_first=False)
+        self.normalize = normalize
 
     def batch(self, step: int) -> Batch:
         idx = torch.from_numpy(self.index(step)).to(self.images.device)
         x, y = self.images[idx], self.labels[idx]
         gen = torch.Generator(device="cpu").manual_seed(step_seed(self.seed, step, self.rank))
-        x = augment_crop_flip(x, gen, self.pad, self.flip)
+        x = apply_augment(x, draw_augment(len(idx), x.shape[-1], self.pipeline, gen), self.pipeline)
         return self.normalize(x, self.channels_last), y
 
     def batches(self, start_step: int, num_steps: int) -> Iterator[Batch]:
         for step in range(start_step, start_step + num_steps):
             yield self.batch(step)
-
-
-def augment_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
-    """Per-image random crop (zero padding ``pad``) and horizontal flip of a uint8 NCHW batch, on its device."""
-    n, _, h, w = x.shape
-    if pad:
-        offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).to(x.device)
-        padded = F.pad(x, (pad, pad, pad, pad))
-        rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
-                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
-    if flip:
-        mask = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    return x
 
 
 def tensor_eval_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, normalize: Normalize,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from anglenas.config import field
 from anglenas.data import CACHE_DIR
+from anglenas.data.normalize import CIFAR_NORMALIZE, Normalize
 from anglenas.data.sources import (
     ImageArrays,
     load_cifar_pickles,
@@ -30,7 +31,7 @@ from anglenas.data.sources import (
     split_indices,
     to_tensor_nchw,
 )
-from anglenas.data.streams import CIFAR_NORMALIZE, Batch, Normalize, TensorStream, tensor_eval_batches
+from anglenas.data.streams import Batch, TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 
 DATASETS = ("embedded", "cifar10-jpg", "cifar10", "cifar100", "ImageNet16-120")

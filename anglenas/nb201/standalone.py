@@ -26,17 +26,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, run_settings, save_checkpoint
+from anglenas.checkpoint import (
+    atomic_write_text,
+    check_same_settings,
+    load_checkpoint,
+    run_settings,
+    save_checkpoint,
+)
 from anglenas.config import field, to_yaml
+from anglenas.data.normalize import CIFAR_NORMALIZE
 from anglenas.data.sources import to_tensor_nchw
-from anglenas.data.streams import CIFAR_NORMALIZE, TensorStream, tensor_eval_batches
+from anglenas.data.streams import TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets, resize_images
 from anglenas.nb201.metrics import kendall_tau
+from anglenas.runtime import pick_device
 from anglenas.spaces.nb201 import cells as space
-from anglenas.spaces.nb201.cells import CONV1, CONV3, NONE, PATHS, POOL, Cell, path_edges
+from anglenas.spaces.nb201.cells import (
+    CONV1,
+    CONV3,
+    NONE,
+    PATHS,
+    POOL,
+    Cell,
+    path_edges,
+)
 from anglenas.spaces.nb201.network import NB201Network, cell_cost
 from anglenas.spaces.nb201.supernet import upgrade_keys
 from anglenas.train.supernet import autocast_context, evaluate
@@ -105,14 +121,6 @@ class StandaloneTauConfig(StandaloneConfig):
     cells: str = field("", "comma-separated original indices (default: all 50, 0, 200, ..., 9800)")
     cpu: bool = field(False, "the CPU preset: a small network and a short schedule on a CIFAR-10 subset, "
                              "a few minutes a cell (the script's CPU preset)")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but no CUDA device is available; use --device cpu")
-    return torch.device(name)
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
@@ -347,7 +355,7 @@ def run_standalone_tau(cfg: StandaloneTauConfig) -> dict:
     """Train the cells of ``cfg.cells`` one after another (a finished cell is kept), then rank them by angle."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     save = Path(cfg.save)
     logger = RunLogger(save)
     bench = Benchmark.load(cfg.benchmark or None)
