@@ -376,3 +376,18 @@ def test_a_nats_bench_user_script_runs_with_one_changed_import(tmp_path, capsys,
                                                              _hand_costs(rows, 100, 32), 20)
     params = _hand_cost(space.parse(rows[12]["ArchitectureString"]), 10, 32)[1]
     assert int(result[5]) == int(result[6]) == params
+
+
+def test_query_entry_point_takes_its_config_from_the_package(rows):
+    from anglenas.nb201.query import QueryConfig, query_report
+
+    entry = runpy.run_path(str(TABLE.parents[2] / "nas-bench-201" / "query.py"))
+    assert entry["QueryConfig"] is QueryConfig  # defined in the package, not in the entry point
+    report = query_report(QueryConfig(arch=rows[857]["ArchitectureString"])).splitlines()
+    assert report[0] == f"index 857  {rows[857]['ArchitectureString']}"
+    assert report[3] == f" ImageNet16-120: {float(rows[857]['ImageNetTestAccuracy200Epochs']):.2f}%"
+    assert query_report(QueryConfig(index=857)).splitlines() == report
+    for cfg, word in [(QueryConfig(), "exactly one"), (QueryConfig(arch="|x|", index=1), "exactly one"),
+                      (QueryConfig(arch="|x|"), "node"), (QueryConfig(index=15625), "out of range")]:
+        with pytest.raises(UserError, match=word):
+            query_report(cfg)
