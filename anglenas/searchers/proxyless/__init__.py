@@ -1,4 +1,5 @@
-"""ProxylessNAS (spec §8) in the shrunk GPU space: binary-gate supernet, hardware term and the searcher."""
-from anglenas.searchers.proxyless.search import DEMO, ProxylessConfig, ProxylessSearch, run_proxyless
+"""ProxylessNAS (spec §8) on any space with a relaxed supernet: binary gates, the hardware term and the searcher."""
+from anglenas.searchers.proxyless.config import DEMO, ProxylessConfig
+from anglenas.searchers.proxyless.search import ProxylessSearch, run_proxyless
 
 __all__ = ["DEMO", "ProxylessConfig", "ProxylessSearch", "run_proxyless"]
