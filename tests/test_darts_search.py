@@ -14,7 +14,7 @@ from torch.func import functional_call
 from anglenas.errors import UserError
 from anglenas.operations import load_operations
 from anglenas.searchers.darts.architect import Architect
-from anglenas.search_result import SearchResult, read_search_result, write_search_result
+from anglenas.search_result import read_search_result
 from anglenas.searchers.darts.search import DartsConfig, run_darts
 from anglenas.searchers.darts.searchdata import epoch_lr
 from anglenas.searchers.registry import get_searcher
@@ -325,9 +325,15 @@ def test_each_searchers_genotype_trains_with_its_papers_recipe(tmp_path):
     assert recipe(arch="PDARTS_ABS") == (128, 0.3, "pdarts")
     assert recipe(arch="PDARTS_ABS", batch_size=64, drop_path_prob=0.1) == (64, 0.1, "pdarts")  # flags win
     assert recipe(arch=str(PDARTS_ABS)) == (96, 0.2, "darts")  # a bare Genotype(...) names no searcher: DARTS'
+    def write_result(folder, searcher, space, arch):  # the fields read_search_result reads, written by hand
+        folder.mkdir()
+        (folder / "search_result.json").write_text(json.dumps({
+            "format": "anglenas-search-result", "version": 2, "searcher": searcher, "space": space,
+            "top": [{"arch": arch, "score": None}]}))
+
     for searcher, expected in (("pertnas", (128, 0.3)), ("pdarts", (128, 0.3)), ("darts", (96, 0.2))):
         folder = tmp_path / searcher
-        write_search_result(SearchResult(searcher, "darts", [PDARTS_ABS], [None]), folder)
+        write_result(folder, searcher, "darts", PDARTS_ABS._asdict())
         save_genotype(PDARTS_ABS, folder / "genotype.json")
         for arch in (folder, folder / "search_result.json", folder / "genotype.json"):
             assert recipe(arch=str(arch)) == (*expected, searcher)
@@ -336,6 +342,6 @@ def test_each_searchers_genotype_trains_with_its_papers_recipe(tmp_path):
     # PertNAS' pairing: one run's normal cell with another run's reduction cell; the recipe is --arch's searcher's
     cfg, paired, name = resolve(CifarTrainConfig(arch=str(tmp_path / "pertnas"), reduce_arch="DARTS_ABS"))
     assert paired.normal == PDARTS_ABS.normal and paired.reduce == DARTS_ABS.reduce and name == "pertnas"
-    write_search_result(SearchResult("spos", "gpu", [[0] * 21], [None]), tmp_path / "spos")
+    write_result(tmp_path / "spos", "spos", "gpu", [0] * 21)
     with pytest.raises(UserError, match="not a DARTS genotype"):
         resolve(CifarTrainConfig(arch=str(tmp_path / "spos")))

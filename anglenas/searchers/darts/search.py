@@ -68,9 +68,9 @@ def run_darts(cfg: DartsConfig, operations: Operations, max_epochs: int | None =
         architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
         start, history = ckpt["epoch"], ckpt["history"]
         run.logger.info(f"resumed from {run.save / CHECKPOINT} after epoch {start}/{cfg.epochs}")
-    cells = getattr(model, "layers", None)
+    size = f" of {model.layers} cells, C={model.C}" if run.is_darts_cell else ""
     run.logger.info(f"DARTS search ({'second' if cfg.unrolled else 'first'} order) on the {run.space.name} space: "
-                    f"{type(model).__name__}{f' of {cells} cells' if cells else ''}, "
+                    f"{type(model).__name__}{size}, "
                     f"{sum(p.numel() for p in model.weights()) / 1e6:.3f}M weights, {cfg.epochs} epochs x {spe} "
                     f"steps at batch {cfg.batch_size}")
     progress = run.logger.progress("search", cfg.epochs * spe, start * spe)
