@@ -393,3 +393,5 @@ def test_nb201_search_through_the_stage_obeys_the_operations_file(tiny):
     assert all(set(row["ops"]) <= set(coarse) for row, coarse in
                zip(sorted(decisions["fine"], key=lambda r: r["site"]), decisions["coarse"]))
     assert read_search_result(cfg.run_folder()).best == arch and not (cfg.run_folder() / "genotype.json").exists()
+    # 5 sites with a choice: 5 population trainings, 5 fine-grained ones; 1-step fine-tunes: 2+3+4+2+5 and 5 x 2
+    assert {k: result.cost[k] for k in ("trainings", "finetune_steps")} == {"trainings": 10, "finetune_steps": 26}

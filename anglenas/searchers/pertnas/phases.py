@@ -185,7 +185,11 @@ class PertNasSearch:
         return self.folder / MEMBERS / f"member_{member:02d}.json"
 
     def score_member_site(self, member: int, switches: Switches, site: int) -> dict:
+        """The perturb-val scores of every candidate of ``site`` in the member's network with ``site`` expanded (a
+        site with one candidate has nothing to decide: score 0, no training)."""
         ops = self.sites.candidates[site]
+        if len(ops) == 1:
+            return {"ops": ops, "scores": [0.0]}
         expanded = expand_site(switches, site, self.sites.ordered(site, ops))
         net, masks = self.build(expanded, (POPULATION, member, site))
         optimizer = self.train(net, (POPULATION, member, site), self.cfg.learning_rate / 2.5)
@@ -234,8 +238,9 @@ class PertNasSearch:
                 ops = self.sites.visiting(site, switches[site])
                 if len(ops) == 1:
                     row = {"site": site, "ops": ops, "scores": [0.0], "kept": ops[0]}
-                else:
-                    lr = cfg.learning_rate / (3.0 if i == 0 else 2.5)
+                else:  # the first network trained after the coarse selection: lr0/3, as the original's
+                    first = all(len(r["ops"]) == 1 for r in self.decisions["fine"])
+                    lr = cfg.learning_rate / (3.0 if first else 2.5)
                     net, masks = self.build(switches, (FINE, i))
                     optimizer = self.train(net, (FINE, i), lr, tag=f"fine {i + 1}/{self.sites.num_sites} training")
                     candidates = [Candidate(site, switches[site].index(op), op) for op in ops]

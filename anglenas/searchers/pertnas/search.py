@@ -124,9 +124,9 @@ def network_size(cfg: PertNasConfig, sites: Sites) -> tuple[int | None, int | No
 
 def search_cost(cfg: PertNasConfig, sites: Sites, decisions: dict, steps_per_epoch: int) -> dict[str, int]:
     """Trainings, training steps and fine-tune steps of the whole search (every rank together)."""
-    trainings = cfg.npop * sites.num_sites
-    finetunes = cfg.npop * sum(len(c) for c in sites.candidates) * (cfg.finetune_steps + cfg.population_extra_steps
-                                                                      + 1)
+    scored = [len(c) for c in sites.candidates if len(c) > 1]
+    trainings = cfg.npop * len(scored)
+    finetunes = cfg.npop * sum(scored) * (cfg.finetune_steps + cfg.population_extra_steps + 1)
     for row in decisions["fine"]:
         if len(row["ops"]) > 1:
             trainings += 1
