@@ -79,8 +79,9 @@ def test_a_size_a_space_refuses_writes_nothing_and_bad_flags_are_one_line(main, 
     with pytest.raises(SystemExit) as exit_:
         main(["--stem_stride", "2", "--save_dir", str(out)])  # every space, nb201's stem is stride 1
     assert exit_.value.code == 2 and not out.exists()
-    assert capsys.readouterr().err == "error: the nb201 space has a stride-1 stem (NB201's networks); got " \
-                                      "stem_stride 2\n"
+    err = capsys.readouterr().err
+    assert err.startswith("error: the nb201 space has a stride-1 stem") and "stem_stride 2" in err
+    assert err.count("\n") == 1
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     for argv, word in [(["--save_dir", str(blocker / "tables")], f"'{blocker}' is a file, not a folder"),

@@ -29,9 +29,25 @@ from typing import Any, Iterator
 import numpy as np
 
 from anglenas.errors import UserError
-from anglenas.nb201.tables import (DATASETS, EPOCHS, OFFICIAL, SIZES, TABLE, TEST_SET, Metrics, OfficialArchResults,
-                                   TableArchResults, TableInfo, dataset_key, hp_key, looks_official, read_hp12,
-                                   read_table, remap_dataset_set_names, training_set)
+from anglenas.nb201.tables import (
+    DATASETS,
+    EPOCHS,
+    OFFICIAL,
+    SIZES,
+    TABLE,
+    TEST_SET,
+    Metrics,
+    OfficialArchResults,
+    TableArchResults,
+    TableInfo,
+    dataset_key,
+    hp_key,
+    looks_official,
+    read_hp12,
+    read_table,
+    remap_dataset_set_names,
+    training_set,
+)
 from anglenas.spaces.nb201 import cells as space
 from anglenas.spaces.nb201.network import cell_cost
 
