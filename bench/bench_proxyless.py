@@ -50,15 +50,14 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     space = get_space("gpu")
-    ops_file = Path(tempfile.mkdtemp()) / "operations.json"
-    Operations.full(space).save(ops_file)
+    folder = Path(tempfile.mkdtemp())
     print(f"ProxylessNAS on {device_name(device)}: full GPU space, batch {args.batch}, {args.size}x{args.size}, "
           f"width {args.width}")
     steps_per_epoch = args.train_images // args.batch
     for mode in args.variants.split(","):
-        cfg = ProxylessConfig(operations_path=str(ops_file), path=str(ops_file.parent / mode), device=args.device,
-                              grad_binary_mode=mode, width_mult=args.width, train_batch_size=args.batch)
-        search = ProxylessSearch(cfg)
+        cfg = ProxylessConfig(save=str(folder / mode), device=args.device, grad_binary_mode=mode,
+                              width_mult=args.width, train_batch_size=args.batch)
+        search = ProxylessSearch(cfg, Operations.full(space))
         stream = RandomStream(args.batch, args.size, device, cfg.channels_last)
         search.build(space.scaled(args.width, args.size, 1000), stream, stream)
         x, y = stream.x, stream.y

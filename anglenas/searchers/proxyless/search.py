@@ -211,8 +211,8 @@ class ProxylessSearch:
             self.logger.info(f"ProxylessNAS ({cfg.grad_binary_mode}) in the {self.space.name} space, "
                              f"{self.operations.size:.3g} architectures, {self.space.input_size}px width "
                              f"{cfg.width_mult}: {cfg.warmup_epochs} warm-up + {cfg.n_epochs} search epochs of {n} "
-                             f"steps, hardware {cfg.target_hardware} (reference {self.reference}), {self.device}, "
-                             f"{self.threads} CPU threads")
+                             f"steps, hardware {cfg.target_hardware} (reference {self.reference or 0:.4g}), "
+                             f"{self.device}, {self.threads} CPU threads")
         if self.arch_opt is None:
             self.logger.info("every site has one op: no architecture weights; the weights train and the space's "
                              "only architecture is the result")

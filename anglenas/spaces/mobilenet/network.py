@@ -37,8 +37,8 @@ class MobileNetwork(nn.Module):
 
 
 def path_state_dict(supernet_state: Mapping[str, torch.Tensor], arch: Sequence[int]) -> dict[str, torch.Tensor]:
-    """The weights of path ``arch`` of a :class:`~anglenas.spaces.mobilenet.supernet.MobileSuperNet` state dict, named for
-    :class:`MobileNetwork` (unsampled blocks are left out)."""
+    """The weights of path ``arch`` of a :class:`~anglenas.spaces.mobilenet.supernet.MobileSuperNet` state dict,
+    named for :class:`MobileNetwork` (unsampled blocks are left out)."""
     out = {}
     for key, value in supernet_state.items():
         if not key.startswith("layers."):
