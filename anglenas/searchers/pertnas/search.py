@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from anglenas.checkpoint import atomic_write_text, check_same_settings, run_settings
 from anglenas.config import RuntimeConfig, SizeConfig, field, override, to_yaml
 from anglenas.data.device_cifar import PIPELINES, load_device_cifar
@@ -23,6 +25,7 @@ from anglenas.operations import Operations
 from anglenas.runtime import use_threads
 from anglenas.search_result import SearchResult
 from anglenas.searchers.pertnas.cell import ORIGINAL_CHANNELS, ORIGINAL_LAYERS
+from anglenas.searchers.pertnas.model import masked_network
 from anglenas.searchers.pertnas.phases import (
     MEMBERS,
     PertNasSearch,
@@ -163,6 +166,9 @@ def run_pertnas(cfg: PertNasConfig, operations: Operations) -> SearchResult | No
     data = load_device_cifar(cfg.train_path, device, 0 if cfg.val_on_test else cfg.val_size, cfg.split_seed)
     space = operations.space.scaled(cfg.width_mult, input_size=CIFAR_SIZE, num_classes=data.num_classes,
                                     stem_stride=cfg.stem_stride)
+    size = network_size(cfg, sites)
+    with torch.device("meta"):  # a size the space refuses fails here, before any training
+        masked_network(space, sites.candidates, *size)
     folder = cfg.run_folder()
     decisions, error = None, None
     if env.is_main:
@@ -174,7 +180,7 @@ def run_pertnas(cfg: PertNasConfig, operations: Operations) -> SearchResult | No
     error, decisions = broadcast_object((error, decisions), env)
     if error:
         raise UserError(error)
-    search = PertNasSearch(cfg, env, device, data, sites, space, network_size(cfg, sites), decisions, folder)
+    search = PertNasSearch(cfg, env, device, data, sites, space, size, decisions, folder)
     search.logger.info(f"pertnas on the {space.name} space ({sites.num_sites} {space.site_kind}s), "
                        f"{len(members_of_rank(env.rank, env.world, cfg.npop))} member(s) on rank {env.rank} of "
                        f"{env.world}, device {device}, {threads} CPU thread(s)")
