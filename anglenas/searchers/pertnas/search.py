@@ -157,7 +157,7 @@ def run_pertnas(cfg: PertNasConfig, operations: Operations) -> SearchResult | No
     if cfg.input_size not in (None, CIFAR_SIZE):
         raise UserError(f"PertNAS searches on {CIFAR_SIZE}x{CIFAR_SIZE} CIFAR-10 images; drop --input_size "
                         f"{cfg.input_size}")
-    sites = Sites.of(operations)  # bad input fails here, before the run folder exists
+    sites = Sites.of(operations)  # bad input fails here, before any work
     threads = use_threads(cfg.threads)
     env, device = init_distributed(cfg.device)
     if env.world > cfg.npop:
