@@ -151,11 +151,13 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
                  defaults: Mapping[str, Any] | None = None) -> T:
     """Build ``cls`` from ``--config`` YAML and command-line flags (``argv`` defaults to ``sys.argv[1:]``).
 
-    ``presets`` maps a boolean field (e.g. ``demo``) to defaults that apply when that flag is given; YAML and
-    explicit flags still override them. ``defaults`` replace the dataclass defaults (below every preset).
+    ``presets`` maps a boolean field (e.g. ``demo``) to defaults that apply when that flag is given (after the
+    class's own ``presets`` attribute, in order); YAML and explicit flags still override them. ``defaults`` replace
+    the dataclass defaults (below every preset).
     """
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
+    presets = {**getattr(cls, "presets", {}), **(presets or {})}
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     for name in presets or {}:

@@ -237,8 +237,8 @@ def test_samplers_draw_legal_architectures(name):
 # -- the toy space through the stages ---------------------------------------------------------------------------
 
 def test_toy_space_runs_shrink_search_train(tmp_path):
-    from anglenas.searchers.registry import get_searcher
-    from anglenas.searchers.spos.search import SearchConfig
+    from search_common import search_in_process
+
     from anglenas.stages.shrink import ShrinkConfig, Shrinker
     from anglenas.stages.train import FinalTrainConfig, FinalTrainer
 
@@ -249,12 +249,11 @@ def test_toy_space_runs_shrink_search_train(tmp_path):
     assert ops.space.name == "toy" and ops.ops == load_operations(tmp_path / "shrink" / "operations.json").ops
     assert [len(site) for site in ops.ops] == [2, 2, 2]  # one round of the per-layer rule
 
-    search = parse_config(SearchConfig, [
+    result = search_in_process([
         "--operations_path", str(tmp_path / "shrink" / "operations.json"), "--dataset", "embedded",
         "--batch_size", "64", "--epochs", "1", "--bn_images", "64", "--bn_batch_size", "32", "--val_images", "100",
         "--population_num", "4", "--select_num", "2", "--crossover_num", "1", "--max_epochs", "2",
         "--max_flops", "1e12", "--device", "cpu", "--workers", "0", "--save", str(tmp_path / "search")])
-    result = get_searcher(search.method).run(search)
     assert result["space"] == "toy" and len(result["top"]) == 2
     best = result["top"][0]["arch"]
     assert all(op in site for op, site in zip(best, ops.ops))

@@ -12,13 +12,12 @@ paper's C=45 networks, --init_channels to change it).
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.stages.train import CIFAR, DARTS_IMAGENET, DEMO, FinalTrainConfig, FinalTrainer
+from anglenas.stages.train import FinalTrainConfig, FinalTrainer
 
 
 @cli
 def main() -> None:
-    cfg = parse_config(FinalTrainConfig, description=__doc__,  # --demo last: with --darts it still takes minutes
-                       presets={"cifar": CIFAR, "darts": DARTS_IMAGENET, "demo": DEMO})
+    cfg = parse_config(FinalTrainConfig, description=__doc__)
     trainer = FinalTrainer(cfg)
     if cfg.eval:
         result = trainer.evaluate_checkpoint()

@@ -115,6 +115,10 @@ CIFAR = dict(dataset="cifar10", width_mult=1.0, stem_stride=1, batch_size=128, l
 """``--cifar``: 200 epochs on CIFAR-10 at batch 128, lr 0.1 linear to 0, weight decay 5e-4, stem stride 1."""
 
 
+FinalTrainConfig.presets = {"cifar": CIFAR, "darts": DARTS_IMAGENET, "demo": DEMO}
+"""Preset flags in the order they apply: ``--demo`` last, so that with ``--darts`` it still takes minutes."""
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, x: torch.Tensor,
                y: torch.Tensor, params: list[torch.Tensor], grad_clip: float, amp: bool, aux_weight: float = 0.0
                ) -> tuple[torch.Tensor, torch.Tensor]:
