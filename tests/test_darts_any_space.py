@@ -49,7 +49,7 @@ def test_search_returns_an_architecture_of_the_shrunk_space(tmp_path, space, sea
     arch = saved.best
     assert Operations(get_space(space), ops).contains(arch) and saved.archs == result.archs
     assert not (tmp_path / "run" / "genotype.json").exists()  # a DARTS-cell file only
-    (group, probs), = result.details["history"][-1]["alphas"].items()  # one group of per-site weights
+    (probs,) = result.details["history"][-1]["alphas"].values()  # one group of per-site weights
     columns = [sorted(site) if searcher == "pdarts" else site for site in ops]  # PDARTS: upstream's switch order
     assert [len(p) for p in probs] == [len(site) for site in ops] and np.allclose([sum(p) for p in probs], 1, atol=1e-5)
     chosen = [probs[s][columns[s].index(op)] for s, op in enumerate(arch)]

@@ -13,8 +13,8 @@ from torch.func import functional_call
 
 from anglenas.errors import UserError
 from anglenas.operations import load_operations
-from anglenas.searchers.darts.architect import Architect
 from anglenas.search_result import read_search_result
+from anglenas.searchers.darts.architect import Architect
 from anglenas.searchers.darts.search import DartsConfig, run_darts
 from anglenas.searchers.darts.searchdata import epoch_lr
 from anglenas.searchers.registry import get_searcher
@@ -340,7 +340,7 @@ def test_each_searchers_genotype_trains_with_its_papers_recipe(tmp_path):
     save_genotype(PDARTS_ABS, tmp_path / "alone.json")
     assert recipe(arch=str(tmp_path / "alone.json")) == (96, 0.2, "darts")  # no search result beside it
     # PertNAS' pairing: one run's normal cell with another run's reduction cell; the recipe is --arch's searcher's
-    cfg, paired, name = resolve(CifarTrainConfig(arch=str(tmp_path / "pertnas"), reduce_arch="DARTS_ABS"))
+    _, paired, name = resolve(CifarTrainConfig(arch=str(tmp_path / "pertnas"), reduce_arch="DARTS_ABS"))
     assert paired.normal == PDARTS_ABS.normal and paired.reduce == DARTS_ABS.reduce and name == "pertnas"
     write_result(tmp_path / "spos", "spos", "gpu", [0] * 21)
     with pytest.raises(UserError, match="not a DARTS genotype"):

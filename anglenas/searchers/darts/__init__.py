@@ -1,2 +1,2 @@
-"""DARTS and PDARTS (upstream quark0/darts and chenxin061/pdarts) in the shrunk space (spec §9)."""
+"""DARTS and PDARTS (quark0/darts, chenxin061/pdarts) on any space with a relaxed supernet (docs/darts.md)."""
 from anglenas.searchers.darts import pdarts, search  # noqa: F401  (register darts, pdarts)

@@ -37,8 +37,12 @@ class SearchRun:
 
     @property
     def is_darts_cell(self) -> bool:
-        """Whether the space is the DARTS cell space (genotypes, cell rules, upstream's files and figures)."""
-        return isinstance(self.space, DartsSpace)
+        return is_darts_cell(self.space)
+
+
+def is_darts_cell(space: SearchSpace) -> bool:
+    """Whether ``space`` is the DARTS cell space (genotypes, cell rules, upstream's files and figures)."""
+    return isinstance(space, DartsSpace)
 
 
 def start_run(cfg: CellSearchConfig, operations: Operations) -> SearchRun:

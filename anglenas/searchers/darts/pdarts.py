@@ -17,7 +17,6 @@ dropout 0.7, dropping down to 1 op per site. Without it on the DARTS space: upst
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from anglenas.searchers.darts.common import (
     SearchRun,
     alpha_record,
     arch_score,
+    is_darts_cell,
     log_alphas,
     start_run,
     write_darts_files,
@@ -183,9 +183,10 @@ def run_pdarts(cfg: PdartsConfig, operations: Operations, max_epochs: int | None
     """PDARTS in ``operations``; None when stopped after ``max_epochs`` epochs in all (to simulate a kill)."""
     if cfg.eps_no_arch > cfg.epochs:
         raise UserError(f"--eps_no_arch must lie in 0..--epochs ({cfg.epochs}), got {cfg.eps_no_arch}")
-    run = start_run(cfg, operations)
     start_ops = [sorted(site) for site in operations.ops]  # upstream's switches: op index order
-    schedule = build_schedule(cfg, max(len(site) for site in start_ops), bool(cfg.operations_path), run.is_darts_cell)
+    schedule = build_schedule(cfg, max(len(site) for site in start_ops), bool(cfg.operations_path),
+                              is_darts_cell(operations.space))
+    run = start_run(cfg, operations)
     spe = min(run.data.steps_per_epoch, cfg.steps_per_epoch or run.data.steps_per_epoch)
     state = {"stage": 0, "epoch": 0, "ops": start_ops, "history": [], "model": None}
     ckpt = open_run(run.save / CHECKPOINT, cfg, RESUMABLE, map_location=run.device)

@@ -1,6 +1,7 @@
-"""Networks built from a genotype: ``NetworkCIFAR`` (DARTS CIFAR evaluation) and ``NetworkImageNet`` (spec §10.2).
+"""Networks built from a genotype: ``NetworkCIFAR`` (DARTS CIFAR evaluation) and ``NetworkImageNet`` (the ImageNet
+training of the found cells).
 
-Upstream DARTS ``model.py``: cells of 4 nodes with 2 inputs each, reductions at 1/3 and 2/3 of the depth, an
+quark0/darts ``cnn/model.py``: cells of 4 nodes with 2 inputs each, reductions at 1/3 and 2/3 of the depth, an
 auxiliary head after the second reduction (2/3 depth), drop-path on every non-identity edge while training.
 ``forward`` returns ``(logits, logits_aux)`` in training mode when the auxiliary head is on, else ``logits``.
 """
