@@ -6,7 +6,7 @@ import torch
 
 from anglenas.nb201.alpha import AlphaStep, RandomCellSampler, SinglePathView
 from anglenas.spaces.nb201 import NB201_SPACE
-from anglenas.spaces.relaxed import PathMixing, SoftmaxMixing
+from anglenas.spaces.relaxed import SoftmaxMixing
 
 
 @pytest.fixture(autouse=True)
