@@ -60,7 +60,11 @@ class DataConfig:
     search_val_size: int | None = field(None, "training images held out as search-val "
                                               "(default: 50000 for ImageNet, 10%% of train otherwise)")
     split_seed: int = field(0, "seed of the search-train / search-val split (keep it equal across stages)")
-    workers: int = field(8, "DataLoader worker processes per rank (ImageNet)")
+    resolution: int | None = field(None, "in-memory datasets: resize the images once to this side (default: as "
+                                         "stored, 32 for CIFAR)", low=4)
+    train_limit: int | None = field(None, "in-memory datasets: a fixed random subset of this many training images "
+                                          "(default: all)", low=1)
+    workers: int = field(8, "DataLoader worker processes per rank (ImageNet)", low=0)
     decode: str = field("auto", "where ImageNet training JPEGs are decoded: workers (PIL), device (torchvision, "
                                 "nvJPEG on a GPU), auto (device on CUDA, else workers)",
                         choices=("auto", "workers", "device"))
@@ -97,15 +101,19 @@ class Data:
                 raise UserError(f"--dataset {cfg.dataset} needs --data_dir (the folder holding the python version)")
             sets = load_cifar_pickles(cfg.data_dir, 10 if cfg.dataset == "cifar10" else 100)
         train, test = sets["train"], sets["test"]
+        if cfg.train_limit and cfg.train_limit < len(train):
+            train = train.subset(np.sort(np.random.default_rng([cfg.split_seed, 2]).permutation(len(train))
+                                         [:cfg.train_limit]))
         if self.held_out:
             held = cfg.search_val_size or max(1, len(train) // 10)
             tr, va = split_indices(len(train), held, cfg.split_seed)
             train, test = train.subset(tr), train.subset(va)
-        self.num_classes, self.input_size = len(train.classes), train.images.shape[1]
+        self.num_classes, self.input_size = len(train.classes), cfg.resolution or train.images.shape[1]
         self.normalize = CIFAR_NORMALIZE
-        self._train: ImageArrays = train
-        self._val: ImageArrays = test
-        self._train_x = to_tensor_nchw(train.images, self.device)
+        self._train: ImageArrays = train.resized(self.input_size)
+        self._val: ImageArrays = test.resized(self.input_size)
+        self._train_x = to_tensor_nchw(self._train.images, self.device)
+        self._val_x = to_tensor_nchw(self._val.images, self.device)
         self._train_y = torch.from_numpy(train.labels)
 
     def _init_folder(self) -> None:
@@ -173,8 +181,8 @@ class Data:
         if self.folder is not None:
             return LoaderStream(SeededTransform(self._val_folder, self._val_idx, _eval_transform), global_batch, seed,
                                 self.normalize, self.device, workers=self.cfg.workers, channels_last=channels_last)
-        return TensorStream(to_tensor_nchw(self._val.images, self.device), torch.from_numpy(self._val.labels),
-                            global_batch, seed, self.normalize, pad=0, flip=False, channels_last=channels_last)
+        return TensorStream(self._val_x, torch.from_numpy(self._val.labels), global_batch, seed, self.normalize, pad=0,
+                            flip=False, channels_last=channels_last)
 
     def val_batches(self, batch_size: int, channels_last: bool = False, limit: int | None = None) -> Iterator[Batch]:
         """Un-augmented evaluation batches: search-val (``held_out``) or the test set; ``limit`` images at most, a
@@ -184,9 +192,8 @@ class Data:
             return loader_eval_batches(self._val_folder, idx, transforms.imagenet_eval, batch_size, self.normalize,
                                        self.device, self.cfg.workers, channels_last)
         sub = eval_subset(len(self._val), limit)
-        x = to_tensor_nchw(self._val.images[sub], self.device)
-        return tensor_eval_batches(x, torch.from_numpy(self._val.labels[sub]), batch_size, self.normalize,
-                                   channels_last)
+        return tensor_eval_batches(self._val_x[torch.from_numpy(sub).to(self.device)],
+                                   torch.from_numpy(self._val.labels[sub]), batch_size, self.normalize, channels_last)
 
 
 def _eval_transform(img, rng):  # module level: picklable for DataLoader workers

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
@@ -42,6 +43,13 @@ class ImageArrays:
 
     def subset(self, index: np.ndarray) -> "ImageArrays":
         return ImageArrays(self.images[index], self.labels[index], self.classes)
+
+    def resized(self, size: int) -> "ImageArrays":
+        """The images resized (antialiased) to ``size`` x ``size`` (:func:`resize_images`)."""
+        if self.images.shape[1] == size:
+            return self
+        x = resize_images(to_tensor_nchw(self.images, "cpu"), size)
+        return ImageArrays(x.permute(0, 2, 3, 1).contiguous().numpy(), self.labels, self.classes)
 
 
 def load_jpeg_tar(path: str | Path, cache_dir: str | Path | None = None) -> dict[str, ImageArrays]:
@@ -234,3 +242,12 @@ def _some(names: Iterable[str], shown: int = 5) -> str:
 def to_tensor_nchw(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """uint8 [N, H, W, 3] numpy -> uint8 [N, 3, H, W] tensor on ``device``."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 NCHW images resized (antialiased) to ``size`` x ``size``, in chunks on their device."""
+    if x.shape[-1] == size:
+        return x
+    out = [F.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+           .round().clamp(0, 255).to(torch.uint8) for c in x.split(4096)]
+    return torch.cat(out)

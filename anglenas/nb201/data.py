@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from anglenas.config import field
 from anglenas.data import CACHE_DIR
@@ -28,6 +27,7 @@ from anglenas.data.sources import (
     load_cifar_pickles,
     load_embedded,
     load_jpeg_tar,
+    resize_images,
     split_indices,
     to_tensor_nchw,
 )
@@ -72,15 +72,6 @@ def load_imagenet16(root: str | Path, classes: int = 120) -> dict[str, ImageArra
             ys.append(labels[keep])
         out[split] = ImageArrays(np.concatenate(xs), np.concatenate(ys), tuple(str(i) for i in range(classes)))
     return out
-
-
-def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 NCHW images resized (antialiased) to ``size`` x ``size``, in chunks on their device."""
-    if x.shape[-1] == size:
-        return x
-    out = [F.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-           .round().clamp(0, 255).to(torch.uint8) for c in x.split(4096)]
-    return torch.cat(out)
 
 
 def load_sets(dataset: str, data_dir: str) -> dict[str, ImageArrays]:

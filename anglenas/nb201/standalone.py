@@ -35,12 +35,12 @@ from anglenas.checkpoint import (
 )
 from anglenas.config import field, to_yaml
 from anglenas.data.normalize import CIFAR_NORMALIZE
-from anglenas.data.sources import to_tensor_nchw
+from anglenas.data.sources import resize_images, to_tensor_nchw
 from anglenas.data.streams import TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
-from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets, resize_images
+from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets
 from anglenas.nb201.metrics import kendall_tau
 from anglenas.runtime import pick_device
 from anglenas.spaces.nb201 import cells as space
