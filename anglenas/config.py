@@ -109,7 +109,8 @@ class SizeConfig:
 
     width_mult: float = field(1.0, "channel width multiplier", low=1e-3)
     input_size: int | None = field(None, "input resolution (default: the dataset's)", low=8)
-    stem_stride: int = field(2, "stride of the stem conv (1 suits 32x32 inputs)", low=1, high=2)
+    stem_stride: int | None = field(None, "stride of the stem conv (default: the space's own, 2 for the ImageNet "
+                                          "spaces, 1 for nb201; 1 suits 32x32 inputs)", low=1, high=2)
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:

@@ -64,7 +64,8 @@ TINY = {
     "darts": ["--demo", "--epochs", "1", "--threads", "1"],
     "pdarts": ["--demo", "--epochs", "1", "--eps_no_arch", "0", "--threads", "1"],
     "proxylessnas": ["--demo", "--warmup_epochs", "0", "--n_epochs", "2", "--cpu_threads", "1"],
-    "pertnas": ["--demo", "--threads", "1"],
+    "pertnas": ["--demo", "--threads", "1", "--npop", "1", "--steps_per_epoch", "1", "--batch_size", "16",
+                "--val_size", "32", "--fine_extra_steps", "0", "--topology_extra_steps", "0"],
     "toy_random": [],
 }
 TINY["fairnas"] = TINY["rsps"] = TINY["spos"]

@@ -85,6 +85,8 @@ class NB201Space(SearchSpace):
     published = {"NB201_BEST_CIFAR10": [3, 3, 3, 1, 3, 2],  # NB201 index 6111, 94.37%
                  "NB201_BEST_CIFAR100": [3, 3, 3, 1, 3, 3],  # index 9930, 73.51%
                  "NB201_BEST_IMAGENET16": [2, 2, 3, 1, 3, 3]}  # index 857, 47.31%
+    default_dropout: ClassVar[float] = 0.0
+    """NB201's networks have no dropout."""
     search_demo: ClassVar[Mapping[str, Any]] = {"width_mult": 0.5, "init_channels": 8, "layers": 1, "stem_stride": 1}
     """``--space nb201 --demo``: C = 8 channels; searchers with a cell count (``--layers``) use 1 cell per stage."""
 
