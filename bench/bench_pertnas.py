@@ -20,12 +20,7 @@ from anglenas.data.device_cifar import PIPELINES, DeviceLoader, eval_batches
 from anglenas.runtime import use_threads
 from anglenas.searchers.pertnas.cell import CANDIDATES, ORIGINAL_LAYERS
 from anglenas.searchers.pertnas.model import expand_site, masked_network
-from anglenas.searchers.pertnas.perturb import (
-    StepSettings,
-    accuracy,
-    new_sgd,
-    train_steps,
-)
+from anglenas.searchers.pertnas.perturb import StepSettings, accuracy, new_sgd, train_steps
 from anglenas.spaces import get_space
 
 

@@ -18,12 +18,7 @@ from anglenas.config import parse_config
 from anglenas.errors import cli
 from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
-from anglenas.nb201.standalone import (
-    StandaloneData,
-    TrainArchConfig,
-    cell_of,
-    train_cell,
-)
+from anglenas.nb201.standalone import StandaloneData, TrainArchConfig, cell_of, train_cell
 from anglenas.runtime import pick_device
 
 DEMO = {"dataset": "embedded", "channels": 8, "cells_per_stage": 1, "resolution": 16, "epochs": 3, "batch_size": 64,

@@ -7,8 +7,8 @@ import torch
 
 from anglenas.checkpoint import load_checkpoint, save_checkpoint
 from anglenas.errors import UserError
-from anglenas.searchers.spos.journal import read_search_state
 from anglenas.runtime import pick_device
+from anglenas.searchers.spos.journal import read_search_state
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:

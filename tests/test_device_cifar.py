@@ -7,13 +7,7 @@ import pytest
 import torch
 
 from anglenas.data.augment import AugmentDraw, Pipeline, apply_augment, draw_augment
-from anglenas.data.device_cifar import (
-    PIPELINES,
-    DeviceLoader,
-    eval_batches,
-    load_device_cifar,
-    read_source,
-)
+from anglenas.data.device_cifar import PIPELINES, DeviceLoader, eval_batches, load_device_cifar, read_source
 from anglenas.data.normalize import Normalize
 from anglenas.data.sources import EMBEDDED_TARBALL
 from anglenas.errors import UserError

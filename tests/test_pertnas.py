@@ -19,26 +19,11 @@ from torch import nn
 from anglenas.data.device_cifar import load_device_cifar
 from anglenas.operations import Operations
 from anglenas.search_result import read_search_result
-from anglenas.searchers.pertnas.cell import (
-    FINE_ORDER,
-    node_order,
-    to_genotype,
-    topology_select,
-)
+from anglenas.searchers.pertnas.cell import FINE_ORDER, node_order, to_genotype, topology_select
 from anglenas.searchers.pertnas.model import expand_site, masked_network
-from anglenas.searchers.pertnas.perturb import (
-    Candidate,
-    StepSettings,
-    accuracy,
-    perturb_val,
-    train_steps,
-)
+from anglenas.searchers.pertnas.perturb import Candidate, StepSettings, accuracy, perturb_val, train_steps
 from anglenas.searchers.pertnas.phases import PertNasSearch, members_of_rank
-from anglenas.searchers.pertnas.search import (
-    PertNasConfig,
-    network_size,
-    open_decisions,
-)
+from anglenas.searchers.pertnas.search import PertNasConfig, network_size, open_decisions
 from anglenas.searchers.pertnas.select import coarse_select, fine_select
 from anglenas.searchers.pertnas.sites import Sites
 from anglenas.searchers.registry import get_searcher

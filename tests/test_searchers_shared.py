@@ -18,9 +18,9 @@ from anglenas.search_result import SearchResult, read_search_result, write_searc
 from anglenas.searchers.registry import SearchInputConfig, get_searcher, register_searcher, searcher_names
 from anglenas.spaces import get_space, register_space, space_names
 from anglenas.spaces.base import SearchSpace
-from anglenas.spaces.nb201 import NB201Space
 from anglenas.spaces.darts import Genotype
 from anglenas.spaces.darts.supernet import edge_index
+from anglenas.spaces.nb201 import NB201Space
 
 
 @dataclass

@@ -26,13 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from anglenas.checkpoint import (
-    atomic_write_text,
-    check_same_settings,
-    load_checkpoint,
-    run_settings,
-    save_checkpoint,
-)
+from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, run_settings, save_checkpoint
 from anglenas.config import field, to_yaml
 from anglenas.data.normalize import CIFAR_NORMALIZE
 from anglenas.data.sources import resize_images, to_tensor_nchw
@@ -44,15 +38,7 @@ from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets
 from anglenas.nb201.metrics import kendall_tau
 from anglenas.runtime import pick_device
 from anglenas.spaces.nb201 import cells as space
-from anglenas.spaces.nb201.cells import (
-    CONV1,
-    CONV3,
-    NONE,
-    PATHS,
-    POOL,
-    Cell,
-    path_edges,
-)
+from anglenas.spaces.nb201.cells import CONV1, CONV3, NONE, PATHS, POOL, Cell, path_edges
 from anglenas.spaces.nb201.network import NB201Network, cell_cost
 from anglenas.spaces.nb201.supernet import upgrade_keys
 from anglenas.train.supernet import autocast_context, evaluate

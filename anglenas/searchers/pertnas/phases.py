@@ -27,37 +27,14 @@ import numpy as np
 import torch
 
 from anglenas.checkpoint import atomic_write_text
-from anglenas.data.device_cifar import (
-    PIPELINES,
-    DeviceCifar,
-    DeviceLoader,
-    eval_batches,
-)
+from anglenas.data.device_cifar import PIPELINES, DeviceCifar, DeviceLoader, eval_batches
 from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.searchers.pertnas.cell import (
-    REMOVED,
-    Switches,
-    node_edges,
-    node_order,
-    prune,
-    topology_select,
-)
-from anglenas.searchers.pertnas.figures import (
-    draw_cell,
-    edge_score_heatmap,
-    score_heatmap,
-)
+from anglenas.searchers.pertnas.cell import REMOVED, Switches, node_edges, node_order, prune, topology_select
+from anglenas.searchers.pertnas.figures import draw_cell, edge_score_heatmap, score_heatmap
 from anglenas.searchers.pertnas.model import Masks, expand_site, masked_network
-from anglenas.searchers.pertnas.perturb import (
-    Candidate,
-    StepSettings,
-    accuracy,
-    new_sgd,
-    perturb_val,
-    train_phase,
-)
+from anglenas.searchers.pertnas.perturb import Candidate, StepSettings, accuracy, new_sgd, perturb_val, train_phase
 from anglenas.searchers.pertnas.select import coarse_select, fine_select, init_switches
 from anglenas.searchers.pertnas.sites import Sites
 from anglenas.spaces.base import SearchSpace

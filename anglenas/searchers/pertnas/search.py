@@ -26,13 +26,7 @@ from anglenas.runtime import use_threads
 from anglenas.search_result import SearchResult
 from anglenas.searchers.pertnas.cell import ORIGINAL_CHANNELS, ORIGINAL_LAYERS
 from anglenas.searchers.pertnas.model import masked_network
-from anglenas.searchers.pertnas.phases import (
-    MEMBERS,
-    PertNasSearch,
-    members_of_rank,
-    read_json,
-    write_json,
-)
+from anglenas.searchers.pertnas.phases import MEMBERS, PertNasSearch, members_of_rank, read_json, write_json
 from anglenas.searchers.pertnas.sites import Sites
 from anglenas.searchers.registry import SearchInputConfig, register_searcher
 from anglenas.train.dist import broadcast_object, init_distributed

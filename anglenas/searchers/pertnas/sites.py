@@ -22,12 +22,7 @@ from typing import Any, Sequence
 
 from anglenas.errors import UserError
 from anglenas.operations import Operations
-from anglenas.searchers.pertnas.cell import (
-    CANDIDATES,
-    FINE_ORDER,
-    Switches,
-    to_genotype,
-)
+from anglenas.searchers.pertnas.cell import CANDIDATES, FINE_ORDER, Switches, to_genotype
 from anglenas.spaces.base import SearchSpace
 from anglenas.spaces.darts.space import DartsSpace
 

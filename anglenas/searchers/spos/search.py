@@ -23,13 +23,7 @@ from pathlib import Path
 
 import torch
 
-from anglenas.checkpoint import (
-    atomic_write_text,
-    check_same_settings,
-    open_run,
-    run_settings,
-    save_checkpoint,
-)
+from anglenas.checkpoint import atomic_write_text, check_same_settings, open_run, run_settings, save_checkpoint
 from anglenas.config import SizeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError

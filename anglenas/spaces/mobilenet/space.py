@@ -24,8 +24,8 @@ from anglenas.spaces.mobilenet.flops import measure_table
 from anglenas.spaces.mobilenet.network import MobileNetwork, path_state_dict
 from anglenas.spaces.mobilenet.relaxed import MobileRelaxedSupernet
 from anglenas.spaces.mobilenet.supernet import MobileSuperNet
-from anglenas.spaces.relaxed import GroupOps
 from anglenas.spaces.registry import register_space
+from anglenas.spaces.relaxed import GroupOps
 
 
 @dataclass(frozen=True)
