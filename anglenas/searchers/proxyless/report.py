@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -13,13 +14,24 @@ from anglenas.searchers.proxyless.gates import entropy, max_entropy, searchable_
 from anglenas.searchers.proxyless.plots import plot_layer_probabilities, site_label
 from anglenas.spaces.registry import get_space
 
-if TYPE_CHECKING:
-    from anglenas.searchers.proxyless.search import ProxylessSearch
-
 FIGURE = "arch_probabilities.png"
 
 
-def epoch_record(search: "ProxylessSearch", epoch: int) -> dict:
+class Run(Protocol):
+    """What the report reads of a running :class:`~anglenas.searchers.proxyless.search.ProxylessSearch`."""
+
+    cfg: Any
+    state: dict
+    model: Any
+    space: Any
+    logger: Any
+    cost: Any
+    save: Path
+
+    def validate(self) -> dict[str, float]: ...
+
+
+def epoch_record(search: Run, epoch: int) -> dict:
     """Validate the derived architecture, log the epoch and return its history record: losses, accuracy,
     normalised entropy, expected cost, the derived architecture (FLOPs at the paper's size) and every
     probability (``probs[group][site][k]``)."""
@@ -53,7 +65,7 @@ def epoch_record(search: "ProxylessSearch", epoch: int) -> dict:
     return rec
 
 
-def search_result(search: "ProxylessSearch") -> SearchResult:
+def search_result(search: Run) -> SearchResult:
     """The derived architecture with the log-probability of its most probable ops, the chosen probabilities,
     the latency of a user table, and the run's history; writes the probability figure."""
     model, state, cfg = search.model, search.state, search.cfg
