@@ -108,9 +108,17 @@ class SizeConfig:
     """The size at which a stage builds its networks (the space's own at width 1 and the dataset's resolution)."""
 
     width_mult: float = field(1.0, "channel width multiplier", low=1e-3)
+    depth: int | None = field(None, "cells per stage of a cell space's networks (default: the space's own, nb201 5; "
+                                    "the DARTS family's searchers: the cells of their search network, --layers)",
+                              low=1)
     input_size: int | None = field(None, "input resolution (default: the dataset's)", low=8)
     stem_stride: int | None = field(None, "stride of the stem conv (default: the space's own, 2 for the ImageNet "
                                           "spaces, 1 for nb201; 1 suits 32x32 inputs)", low=1, high=2)
+
+    def sized(self, space: Any, data: Any) -> Any:
+        """``space`` (a search space) at this size for ``data`` (its resolution and class count)."""
+        return space.scaled(self.width_mult, self.input_size or data.input_size, data.num_classes, self.stem_stride,
+                            self.depth)
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -158,15 +166,20 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     """
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
-    presets = {**getattr(cls, "presets", {}), **(presets or {})}
+    aliases = getattr(cls, "flag_aliases", {})
+
+    def canonical(table: Mapping[str, Any]) -> dict[str, Any]:  # an original's name of a field is that field
+        return {aliases.get(k, k): (canonical(v) if isinstance(v, Mapping) else v) for k, v in table.items()}
+
+    presets = canonical({**getattr(cls, "presets", {}), **(presets or {})})
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     for name in presets or {}:
         pre.add_argument("--" + name, action="store_true")
     values = {f.name: f.default for f in fields}
-    values.update(defaults or {})
+    values.update(canonical(defaults or {}))
     metas = {f.name: field_meta(cls, f.name) for f in fields}
-    choice_presets = {name: meta["presets"]() for name, meta in metas.items() if "presets" in meta}
+    choice_presets = {name: canonical(meta["presets"]()) for name, meta in metas.items() if "presets" in meta}
     for f in fields:
         if f.name in choice_presets:
             pre.add_argument("--" + f.name, default=values[f.name])
@@ -185,7 +198,6 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
 
     parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--config", help="YAML file of field: value (flags given here override it)")
-    aliases = getattr(cls, "flag_aliases", {})
     for f in fields:
         base, _ = _base_type(hints[f.name])
         meta = field_meta(cls, f.name)

@@ -40,7 +40,7 @@ from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 
 def _settings(a, bn_images=None) -> EvalSettings:
-    return EvalSettings("gpu", a.width_mult, a.stem_stride, None, a.dataset, a.search_val_size, 0,
+    return EvalSettings("gpu", a.width_mult, a.stem_stride, None, None, a.dataset, None, None, a.search_val_size, 0,
                         bn_images or a.bn_images, a.bn_batch_size, 0, a.val_images, a.eval_batch_size)
 
 

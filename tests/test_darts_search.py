@@ -211,7 +211,7 @@ def test_second_order_gradient_matches_finite_difference():
 # -- end to end -----------------------------------------------------------------------------------------------------
 
 def _cfg(save, ops_path, **kw):
-    return DartsConfig(dataset="embedded", operations_path=str(ops_path), save=str(save), init_channels=2, layers=3,
+    return DartsConfig(dataset="embedded", operations_path=str(ops_path), save=str(save), init_channels=2, depth=3,
                        batch_size=8, epochs=2, steps_per_epoch=2, eval_limit=16, device="cpu", threads=1, **kw)
 
 

@@ -116,12 +116,12 @@ def test_skip_dropout_schedule():
 
 def test_paper_commands_parse():
     cfg = parse_config(PdartsConfig, ["--save", "PDARTS_ABS", "--tmp_data_dir", "DIR", "--operations_path", "F"])
-    assert (cfg.save, cfg.data, cfg.operations_path, cfg.epochs, cfg.batch_size) == \
+    assert (cfg.save, cfg.data_dir, cfg.operations_path, cfg.epochs, cfg.batch_size) == \
         ("PDARTS_ABS", "DIR", "F", 25, 96)
     cfg = parse_config(DartsConfig, ["--data", "DIR", "--unrolled", "--save", "DARTS_ABS", "--operations_path", "F"])
     space = get_space("darts")
-    model = space.relaxed_supernet(space.initial_operations(), channels=cfg.init_channels, depth=cfg.layers)
-    assert cfg.unrolled and (cfg.data, cfg.save, cfg.epochs, cfg.batch_size, len(model.cells), model.C) == \
+    model = space.relaxed_supernet(space.initial_operations(), channels=cfg.init_channels, depth=cfg.depth)
+    assert cfg.unrolled and (cfg.data_dir, cfg.save, cfg.epochs, cfg.batch_size, len(model.cells), model.C) == \
         ("DIR", "DARTS_ABS", 50, 64, 8, 16)
     assert (cfg.seed, cfg.learning_rate_min, cfg.stem_stride) == (2, 0.001, 1)
     with pytest.raises(UserError, match="--train_portion must be 0 to 1, got 1.5"):
@@ -147,7 +147,7 @@ def test_tiny_abs_search_writes_genotype(tmp_path):
            [1, SEP3], [NONE, DIL5], [SEP5, DIL3], [SKIP, SEP5], [2, SEP3], [SEP3, DIL3]]
     path = _write(tmp_path / "ops.json", ops)
     cfg = PdartsConfig(dataset="embedded", operations_path=str(path), save=str(tmp_path / "p"), init_channels=2,
-                       layers=2, add_layers="1", batch_size=8, epochs=2, eps_no_arch=1, steps_per_epoch=2,
+                       depth=2, add_layers="1", batch_size=8, epochs=2, eps_no_arch=1, steps_per_epoch=2,
                        eval_limit=16, device="cpu", threads=1)
     result = run_search(get_searcher("pdarts"), cfg)
     genotype = result.best
@@ -171,7 +171,7 @@ def test_two_stage_search_resumes_across_the_stage_boundary(tmp_path):
 
     def cfg(save):
         return PdartsConfig(dataset="embedded", operations_path=str(path), save=str(tmp_path / save),
-                            init_channels=2, layers=2, add_layers="0,1", dropout_rate="0.2,0.4", num_to_drop="1,1",
+                            init_channels=2, depth=2, add_layers="0,1", dropout_rate="0.2,0.4", num_to_drop="1,1",
                             batch_size=8, epochs=1, eps_no_arch=0, steps_per_epoch=2, eval_limit=16, device="cpu",
                             threads=1)
 

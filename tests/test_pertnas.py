@@ -174,7 +174,7 @@ def tiny(tmp_path_factory):
     tiny_tar(root / "tiny.tar.gz")
     operations_file(root / "ops.json")
     cfg = PertNasConfig(train_path=str(root / "tiny.tar.gz"), operations_path=str(root / "ops.json"), npop=2,
-                        batch_size=4, init_channels=2, layers=1, epochs=1, steps_per_epoch=1, finetune_steps=0,
+                        batch_size=4, init_channels=2, depth=1, epochs=1, steps_per_epoch=1, finetune_steps=0,
                         population_extra_steps=0, fine_extra_steps=0, topology_extra_steps=0, val_size=4,
                         device="cpu", threads=1, tensorboard=False, save=str(root / "one"), note="t")
     made, calls = [], []
@@ -366,7 +366,7 @@ def test_nb201_search_through_the_stage_obeys_the_operations_file(tiny):
     ops_path.write_text(json.dumps({"format": "anglenas-operations", "version": 1, "space": "nb201",
                                     "operations": NB201_OPS}))
     cfg = PertNasConfig(train_path=str(root / "tiny.tar.gz"), operations_path=str(ops_path), npop=1, batch_size=4,
-                        init_channels=4, layers=1, epochs=1, steps_per_epoch=1, finetune_steps=0,
+                        init_channels=4, depth=1, epochs=1, steps_per_epoch=1, finetune_steps=0,
                         population_extra_steps=0, fine_extra_steps=0, val_size=4, device="cpu", threads=1,
                         tensorboard=False, save=str(root / "nb201"), note="t")
     result = run_search(get_searcher("pertnas"), cfg)

@@ -92,7 +92,8 @@ class ToySpace(SearchSpace):
     def initial_operations(self) -> list[list[int]]:
         return [[0, 1, 2] for _ in range(self.sites)]
 
-    def scaled(self, width_mult=1.0, input_size=None, num_classes=None, stem_stride=None) -> "ToySpace":
+    def scaled(self, width_mult=1.0, input_size=None, num_classes=None, stem_stride=None, depth=None) -> "ToySpace":
+        self._no_depth(depth)
         return dataclasses.replace(self, width_mult=width_mult, input_size=input_size or self.input_size,
                                    num_classes=num_classes or self.num_classes,
                                    stem_stride=stem_stride or self.stem_stride)

@@ -149,3 +149,17 @@ def test_zero_init_residual_starts_the_90_residual_blocks_as_identity_and_keeps_
     layer = zeroed.layers[1]
     h = torch.randn(2, 32, 28, 28)
     assert torch.allclose(layer(h, 0), h)  # a residual block starts as the identity
+
+
+def test_uneven_fairness_fills_each_layer_as_evenly_as_its_op_count_allows():
+    """3 paths a step; a 2-op layer trains one op twice and the other once, a 1-op layer its op three times."""
+    sampler = FairPathSampler([[0, 1, 2], [3, 4], [5]], seed=0, uneven=True)
+    for step in range(20):
+        paths = sampler.paths(step)
+        assert len(paths) == 3
+        columns = list(zip(*paths))
+        assert sorted(columns[0]) == [0, 1, 2] and sorted(columns[2]) == [5, 5, 5]
+        assert sorted(set(columns[1])) == [3, 4] and sorted(columns[1].count(op) for op in (3, 4)) == [1, 2]
+    equal = [[0, 1], [2, 3]]  # equal counts: the strict sampler's paths, draw for draw
+    assert [FairPathSampler(equal, 1, uneven=True).paths(s) for s in range(5)] == \
+           [FairPathSampler(equal, 1).paths(s) for s in range(5)]

@@ -8,6 +8,7 @@ a deterministic ``search_val_size`` subset of the training images is held out as
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from anglenas.data.streams import (
 )
 from anglenas.errors import UserError
 
-DATASETS = ("embedded", "embedded-12k", "imagenet", "cifar10", "cifar100", "cifar10-jpg")
+DATASETS = ("embedded", "embedded-12k", "imagenet", "cifar10", "cifar100", "cifar10-jpg", "auto")
 EMBEDDED_12K = Path(__file__).with_name("cifar10-jpg-demo.tar.gz")
 """10,000 + 2,000 real CIFAR-10 images shipped with the package: the data of ``make demo``."""
 CACHE_DIR = Path(os.environ.get("ANGLENAS_CACHE", Path.home() / ".cache" / "anglenas"))
@@ -210,5 +211,11 @@ def eval_subset(n: int, limit: int | None) -> np.ndarray:
 def build_data(cfg: DataConfig, device: torch.device | str = "cpu", held_out: bool = True,
                train: bool = True) -> Data:
     """The dataset of ``cfg`` on ``device`` (see :class:`Data`); ``train=False``: evaluation only (ImageNet then
-    needs only ``--test_dir``)."""
+    needs only ``--test_dir``). ``auto``: the CIFAR-10 JPEG tarball when ``--data_dir`` is a file, else its python
+    folder (DARTS' ``--data``)."""
+    if cfg.dataset == "auto":
+        if not cfg.data_dir:
+            raise UserError("no data: pass --data_dir (the CIFAR-10 python folder, or the cifar10-jpg tarball), "
+                            "--dataset embedded, or --demo")
+        cfg = dataclasses.replace(cfg, dataset="cifar10-jpg" if Path(cfg.data_dir).is_file() else "cifar10")
     return Data(cfg, torch.device(device), held_out, train)

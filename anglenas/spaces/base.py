@@ -182,9 +182,16 @@ class SearchSpace(ABC):
     # -- sizes ----------------------------------------------------------------------------------------------------
     @abstractmethod
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
-               stem_stride: int | None = None) -> "SearchSpace":
-        """The same space at another channel width, input resolution, class count or stem stride
-        (``stem_stride`` 1 is the small-input variant, e.g. for 32x32 images)."""
+               stem_stride: int | None = None, depth: int | None = None) -> "SearchSpace":
+        """The same space at another channel width, input resolution, class count, stem stride (1 is the
+        small-input variant, e.g. for 32x32 images) or number of cells per stage (a cell space's; None keeps
+        each as it is)."""
+
+    def _no_depth(self, depth: int | None) -> None:
+        """Refuse ``depth`` in a space whose networks have a fixed number of layers."""
+        if depth is not None:
+            raise UserError(f"the {self.name} space has a fixed number of {self.site_kind}s; --depth sets the cells per "
+                            f"stage of a cell space (nb201)")
 
     def width_for_channels(self, arch: Any, channels: int) -> float:
         """The width multiplier at which the network of ``arch`` has ``channels`` channels in its first cells

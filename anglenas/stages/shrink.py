@@ -134,8 +134,7 @@ class Shrinker:
         self.logger.info(f"ABS on the {cfg.space} space on {self.device}, {use_threads(cfg.threads)} CPU thread(s)")
         self.ref_space = get_space(cfg.space)
         self.data = build_data(cfg, self.device, held_out=True)
-        self.space = self.ref_space.scaled(cfg.width_mult, cfg.input_size or self.data.input_size,
-                                           self.data.num_classes, cfg.stem_stride)
+        self.space = cfg.sized(self.ref_space, self.data)
         self.flops = reference_table(cfg.space) if cfg.limit_flops else None
         self.state = ShrinkState(ops=Operations.full(self.ref_space).ops)
         if self.flops is not None:

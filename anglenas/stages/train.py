@@ -159,8 +159,7 @@ class FinalTrainer:
         self.data = build_data(cfg, self.device, held_out=False, train=not cfg.eval)
         paper = get_space(self.space_name)
         width = paper.width_for_channels(self.arch, cfg.init_channels) if cfg.init_channels else cfg.width_mult
-        self.space = paper.scaled(width, cfg.input_size or self.data.input_size, self.data.num_classes,
-                                  cfg.stem_stride)
+        self.space = dataclasses.replace(cfg, width_mult=width).sized(paper, self.data)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         torch.manual_seed(cfg.seed)

@@ -29,7 +29,7 @@ from anglenas.log import RunLogger
 from anglenas.runtime import pick_device, use_threads
 from anglenas.search_result import FILENAME, read_search_result
 from anglenas.searchers.darts.architect import LOW_PRECISION
-from anglenas.searchers.darts.searchdata import DATASETS, epoch_lr, resolve_dataset
+from anglenas.searchers.darts.searchdata import epoch_lr
 from anglenas.spaces.darts.genotypes import GENOTYPES, Genotype, parse_genotype
 from anglenas.spaces.darts.model_eval import NetworkCIFAR
 from anglenas.spaces.darts.space import DartsSpace
@@ -65,7 +65,8 @@ class CifarTrainConfig(RuntimeConfig):
                                  "PertNAS' pairing, the best run's normal cell with the second-best run's reduce "
                                  "cell")
     data: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
-    dataset: str = field("auto", "image source (auto: from --data)", choices=DATASETS)
+    dataset: str = field("auto", "image source (auto: from --data)", choices=("auto", "embedded", "cifar10",
+                                                                                 "cifar10-jpg"))
     save: str = override("runs/darts-train")
     batch_size: int | None = field(None, "batch size (default: the recipe of the genotype's searcher: DARTS 96, "
                                          "PDARTS and PertNAS 128)", low=1)
@@ -157,7 +158,7 @@ def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
     if not isinstance(ckpt, dict) or not {"config", "genotype", "model"} <= set(ckpt):
         raise UserError(f"{cfg.eval_resume} is not a checkpoint of darts-master/train.py")
     saved = ckpt["config"]
-    data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
+    data = build_data(DataConfig(dataset=cfg.dataset, data_dir=cfg.data, workers=0),
                       device, held_out=False)
     model = NetworkCIFAR(saved["init_channels"], data.num_classes, saved["layers"], saved["auxiliary"],
                          parse_genotype(Genotype(**ckpt["genotype"]))).to(device)
@@ -176,7 +177,7 @@ def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | No
     cfg, genotype, recipe = resolve(cfg)
     save = Path(cfg.save)
     amp = cfg.amp and device.type == "cuda"
-    data = build_data(DataConfig(dataset=resolve_dataset(cfg.dataset, cfg.data), data_dir=cfg.data, workers=0),
+    data = build_data(DataConfig(dataset=cfg.dataset, data_dir=cfg.data, workers=0),
                       device, held_out=False)
     logger = RunLogger(save)  # after the inputs are checked: bad input leaves no run folder behind
     stream = data.train_stream(cfg.batch_size, cfg.seed)

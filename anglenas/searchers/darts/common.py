@@ -53,7 +53,7 @@ def start_run(cfg: CellSearchConfig, operations: Operations) -> SearchRun:
         torch.cuda.set_device(device)
     threads = use_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    data = SearchData(cfg.dataset, cfg.data, cfg.train_portion, cfg.batch_size, cfg.seed, device)
+    data = SearchData(cfg, cfg.train_portion, cfg.batch_size, cfg.seed, device)
     space = operations.space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
                                     cfg.stem_stride)
     logger = RunLogger(cfg.save)

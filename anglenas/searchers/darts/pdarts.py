@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -55,15 +55,15 @@ PDARTS_LAYERS = 5
 class PdartsConfig(CellSearchConfig):
     """PDARTS search (defaults: upstream's CIFAR-10 settings)."""
 
-    flag_aliases = {"tmp_data_dir": "data"}
+    flag_aliases: ClassVar[dict[str, str]] = {**CellSearchConfig.flag_aliases, "tmp_data_dir": "data_dir"}
+    """``--layers``: the cells of the first stage, before --add_layers (default: 5 on the DARTS space, upstream's;
+    elsewhere the space's search size)."""
 
     save: str = override("runs/pdarts-search")
     batch_size: int = override(96)
     learning_rate_min: float = override(0.0)
     epochs: int = override(25)
     arch_learning_rate: float = override(6e-4)
-    layers: int | None = field(None, "cells of the first stage, before --add_layers (default: DARTS space 5, "
-                                     "upstream's; elsewhere the space's search size)", low=1)
     eps_no_arch: int = field(10, "first epochs of each stage that train the weights only", low=0)
     add_layers: str = field("", "DARTS space: cells added to --layers in each stage, comma-separated "
                                 "(default: 0,6,12; 12 with an operations file)")
@@ -194,7 +194,7 @@ def run_pdarts(cfg: PdartsConfig, operations: Operations, max_epochs: int | None
         state = ckpt
         run.logger.info(f"resumed from {run.save / CHECKPOINT} at stage {state['stage'] + 1}, epoch {state['epoch']}")
     stages = len(schedule.num_to_drop)
-    first_cells = cfg.layers or (PDARTS_LAYERS if run.is_darts_cell else None)
+    first_cells = cfg.depth or (PDARTS_LAYERS if run.is_darts_cell else None)
     depths = [first_cells + a if first_cells else None for a in schedule.add_layers]
     run.logger.info(f"PDARTS on the {run.space.name} space: {stages} stage(s) of {cfg.epochs} epochs x {spe} steps"
                     f"{f', cells {depths}' if run.is_darts_cell else ''}, ops per site "

@@ -53,7 +53,7 @@ the network's size: C=4 and 3 cells on the DARTS space)."""
 def run_darts(cfg: DartsConfig, operations: Operations, max_epochs: int | None = None) -> SearchResult | None:
     """DARTS in ``operations``; None when stopped by ``max_epochs`` (to simulate an interruption)."""
     run = start_run(cfg, operations)
-    model = run.space.relaxed_supernet(operations.ops, channels=cfg.init_channels, depth=cfg.layers).to(run.device)
+    model = run.space.relaxed_supernet(operations.ops, channels=cfg.init_channels, depth=cfg.depth).to(run.device)
     model.set_mixing(SoftmaxMixing())
     optimizer = torch.optim.SGD(model.weights(), cfg.learning_rate, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -22,15 +21,12 @@ from anglenas.searchers.registry import SearchInputConfig
 from anglenas.spaces.relaxed import RelaxedSupernet
 from anglenas.train.supernet import autocast_context
 
-DATASETS = ("auto", "embedded", "cifar10", "cifar10-jpg")
-
 
 @dataclass
-class CellSearchConfig(RuntimeConfig, SizeConfig, SearchInputConfig):
+class CellSearchConfig(RuntimeConfig, SizeConfig, DataConfig, SearchInputConfig):
     """Settings the DARTS and PDARTS searches share (defaults: upstream DARTS' CIFAR-10 settings)."""
 
-    data: str = field("", "CIFAR-10: the folder holding cifar-10-batches-py/, or the cifar10-jpg tarball")
-    dataset: str = field("auto", "image source (auto: from --data)", choices=DATASETS)
+    dataset: str = override("auto")
     batch_size: int = field(64, "batch size (of each half)", low=1)
     learning_rate: float = field(0.025, "initial weight learning rate (cosine schedule)", low=0)
     learning_rate_min: float = field(0.001, "final weight learning rate", low=0)
@@ -39,8 +35,6 @@ class CellSearchConfig(RuntimeConfig, SizeConfig, SearchInputConfig):
     epochs: int = field(50, "search epochs", low=1)
     init_channels: int | None = field(None, "channels of the search network (default: the space's search size; "
                                             "darts: 16)", low=1)
-    layers: int | None = field(None, "cells of the search network (default: the space's search size; darts: 8)",
-                               low=1)
     grad_clip: float = field(5.0, "gradient-norm clip of the weights (0: off)", low=0)
     train_portion: float = field(0.5, "share of the training set for the weights (the rest trains the "
                                       "architecture), strictly between 0 and 1", low=0, high=1)
@@ -50,30 +44,23 @@ class CellSearchConfig(RuntimeConfig, SizeConfig, SearchInputConfig):
     eval_limit: int | None = field(None, "evaluate each epoch on this many held-out images (default: all)", low=1)
     seed: int = override(2)
     stem_stride: int = override(1)
+    workers: int = override(0)
+    flag_aliases: ClassVar[dict[str, str]] = {"layers": "depth", "data": "data_dir"}
+    """Upstream's --layers is the cells of the search network (--depth)."""
 
 
-RESUMABLE = {"save", "device", "threads", "demo", "data", "eval_limit"}
+RESUMABLE = {"save", "device", "threads", "demo", "data_dir", "eval_limit", "workers", "decode", "train_dir",
+             "test_dir"}
 """Settings a resumed search may change (they do not change its result)."""
-
-
-def resolve_dataset(dataset: str, data: str) -> str:
-    """``auto``: the JPEG tarball when ``data`` is a file, the python-pickle CIFAR-10 folder otherwise."""
-    if dataset != "auto":
-        return dataset
-    if not data:
-        raise UserError("no data: pass --data DIR (CIFAR-10 python folder, or the cifar10-jpg tarball), or --demo")
-    return "cifar10-jpg" if Path(data).is_file() else "cifar10"
 
 
 class SearchData:
     """Weight batches from a ``train_portion`` share of the (shuffled) training set, architecture batches and
     held-out evaluation from the rest; both training streams are augmented (crop + flip) as upstream."""
 
-    def __init__(self, dataset: str, data_dir: str, train_portion: float, batch_size: int, seed: int,
-                 device: torch.device):
+    def __init__(self, cfg: DataConfig, train_portion: float, batch_size: int, seed: int, device: torch.device):
         if not 0.0 < train_portion < 1.0:
             raise UserError(f"--train_portion must lie strictly between 0 and 1, got {train_portion}")
-        cfg = DataConfig(dataset=resolve_dataset(dataset, data_dir), data_dir=data_dir, workers=0)
         data = build_data(cfg, "cpu", held_out=False)
         train = data.train_arrays  # the whole training set
         self.num_classes, self.input_size, self.normalize = data.num_classes, data.input_size, data.normalize

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -64,8 +64,6 @@ class PertNasConfig(SearchInputConfig, SizeConfig, RuntimeConfig):
     init_channels: int | None = field(None, "channels of the search network (default: 16 x width_mult on the "
                                             "darts space, as the original; the space's own search width "
                                             "elsewhere)", low=1)
-    layers: int | None = field(None, "cells of the search network (default: 5 on the darts space, as the "
-                                     "original; the space's own search depth elsewhere)", low=1)
     epochs: int = field(5, "epochs of every training phase (cosine over these epochs)", low=1)
     steps_per_epoch: int = field(0, "cap on the steps of a training epoch (0: N_train // batch_size)", low=0)
     finetune_steps: int = field(50, "F: perturb-val fine-tunes F+20+1, F+80+1 and F+130+1 steps in the phases",
@@ -83,6 +81,9 @@ class PertNasConfig(SearchInputConfig, SizeConfig, RuntimeConfig):
                                            "candidates, and the topology phase fine-tunes all 14 edges in order")
     tensorboard: bool = field(True, "TensorBoard scalars and score heatmaps in SAVE/search-NOTE/tb")
     report_freq: int = field(50, "log the training loss every this many steps (0: never)", low=0)
+
+    flag_aliases: ClassVar[dict[str, str]] = {"layers": "depth"}
+    """``--layers``: the cells of the search network (default: 5 on the darts space, as the original)."""
 
     def run_folder(self) -> Path:
         """SAVE/search-NOTE (the original appended a timestamp, so a rerun could never resume)."""
@@ -115,8 +116,8 @@ def network_size(cfg: PertNasConfig, sites: Sites) -> tuple[int | None, int | No
     """(channels, cells) of the search network: the flags, else the original's 16 x width and 5 cells on the DARTS
     space, else None (the space's own search size)."""
     if not sites.darts_cell:
-        return cfg.init_channels, cfg.layers
-    return (cfg.init_channels or max(1, round(ORIGINAL_CHANNELS * cfg.width_mult)), cfg.layers or ORIGINAL_LAYERS)
+        return cfg.init_channels, cfg.depth
+    return (cfg.init_channels or max(1, round(ORIGINAL_CHANNELS * cfg.width_mult)), cfg.depth or ORIGINAL_LAYERS)
 
 
 def search_cost(cfg: PertNasConfig, sites: Sites, decisions: dict, steps_per_epoch: int) -> dict[str, int]:

@@ -122,8 +122,7 @@ class ProxylessSearch:
 
     def _build(self, data: Data) -> None:
         cfg = self.cfg
-        space = self.operations.space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
-                                             cfg.stem_stride)
+        space = cfg.sized(self.operations.space, data)
         self.data = data
         self.build(space, data.train_stream(cfg.train_batch_size, cfg.seed, channels_last=cfg.channels_last),
                    search_val_stream(data, cfg.grad_data_batch or cfg.train_batch_size, cfg.seed + 1,

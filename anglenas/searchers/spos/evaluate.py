@@ -33,9 +33,12 @@ class EvalSettings:
 
     space: str
     width_mult: float
-    stem_stride: int
+    stem_stride: int | None
+    depth: int | None
     input_size: int | None
     dataset: str
+    resolution: int | None
+    train_limit: int | None
     search_val_size: int | None
     split_seed: int
     bn_images: int
@@ -53,10 +56,11 @@ class EvalSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         if set(d) != names:
             raise ValueError(f"settings keys differ: missing {sorted(names - set(d))}, unknown {sorted(set(d) - names)}")
-        for key in ("stem_stride", "split_seed", "bn_images", "bn_batch_size", "bn_seed", "eval_batch_size"):
+        for key in ("split_seed", "bn_images", "bn_batch_size", "bn_seed", "eval_batch_size"):
             if not isinstance(d[key], int) or isinstance(d[key], bool):
                 raise ValueError(f"settings.{key} must be an integer")
-        for key in ("input_size", "search_val_size", "val_images"):
+        for key in ("stem_stride", "depth", "input_size", "resolution", "train_limit", "search_val_size",
+                    "val_images"):
             if d[key] is not None and (not isinstance(d[key], int) or isinstance(d[key], bool)):
                 raise ValueError(f"settings.{key} must be an integer or null")
         if not isinstance(d["width_mult"], (int, float)) or not isinstance(d["space"], str) \
@@ -79,10 +83,11 @@ class CandidateEvaluator:
         self.settings, self.device = settings, torch.device(device)
         self.amp = amp if amp is not None else self.device.type == "cuda"
         data_cfg = dataclasses.replace(data, dataset=settings.dataset, search_val_size=settings.search_val_size,
-                                       split_seed=settings.split_seed)
+                                       split_seed=settings.split_seed, resolution=settings.resolution,
+                                       train_limit=settings.train_limit)
         self.data = build_data(data_cfg, self.device, held_out=True)
         space = get_space(settings.space).scaled(settings.width_mult, settings.input_size or self.data.input_size,
-                                                 self.data.num_classes, settings.stem_stride)
+                                                 self.data.num_classes, settings.stem_stride, settings.depth)
         self.model = space.supernet().to(self.device).eval()
         self.fingerprint: str | None = None
         n_bn = settings.bn_images // settings.bn_batch_size

@@ -94,11 +94,15 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
     resend_after: float = field(0.0, "rabbitmq: re-publish a request with no result after this many seconds "
                                      "(0: never; requests are durable and redelivered by the broker)", low=0)
     checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)", low=0)
+    supernet: str = field("", "search with these supernet weights (the supernet.pt of another search of the same "
+                              "space, size and data, e.g. SPOS' for RSPS) instead of training one")
+    uneven_fairness: bool = field(False, "FairNAS over layers with unequal op counts: a layer with fewer ops repeats "
+                                         "them to fill the step's paths (the original needs equal counts)")
 
     def eval_settings(self, space_name: str) -> EvalSettings:
-        return EvalSettings(space_name, self.width_mult, self.stem_stride, self.input_size, self.dataset,
-                            self.search_val_size, self.split_seed, self.bn_images, self.bn_batch_size, self.seed,
-                            self.val_images, self.eval_batch_size)
+        return EvalSettings(space_name, self.width_mult, self.stem_stride, self.depth, self.input_size, self.dataset,
+                            self.resolution, self.train_limit, self.search_val_size, self.split_seed, self.bn_images,
+                            self.bn_batch_size, self.seed, self.val_images, self.eval_batch_size)
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, epochs=5, bn_images=128,
@@ -108,17 +112,18 @@ DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, l
 identity, as the shrinking demo), 5 supernet epochs, 4 generations of 12; about a minute on 2 idle CPU cores."""
 
 
-def make_sampler(method: str, ops: list[list[int]], seed: int, space: SearchSpace) -> PathSampler:
+def make_sampler(method: str, ops: list[list[int]], seed: int, space: SearchSpace, uneven: bool = False
+                 ) -> PathSampler:
     """SPOS, RSPS: the space's single-path sampler over ``ops``; FairNAS: strict fairness (equal op counts per
-    layer)."""
+    layer, or ``uneven``)."""
     if method != "fairnas":
         return space.train_sampler(ops, seed)
     counts = sorted({len(layer) for layer in ops})
-    if len(counts) != 1:
+    if len(counts) != 1 and not uneven:
         raise UserError(f"FairNAS strict fairness needs the same number of ops in every layer, but the operations "
-                        f"file has {counts} ops per layer; shrink with --drop_rule per_layer (the FairNAS setting) "
-                        f"or search with --method spos")
-    return FairPathSampler(ops, seed)
+                        f"file has {counts} ops per layer; shrink with --drop_rule per_layer (the FairNAS setting), "
+                        f"pass --uneven_fairness, or search with --method spos")
+    return FairPathSampler(ops, seed, uneven)
 
 
 class Search:
@@ -131,7 +136,7 @@ class Search:
         self.cfg = cfg = dataclasses.replace(
             cfg, min_flops=self.ref_space.search_min_flops if cfg.min_flops is None else cfg.min_flops,
             max_flops=self.ref_space.search_max_flops if cfg.max_flops is None else cfg.max_flops)
-        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space)
+        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space, cfg.uneven_fairness)
         self.table = reference_table(self.ref_space.name)
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
@@ -149,14 +154,20 @@ class Search:
 
     # -- stage 1: supernet --------------------------------------------------------------------------------------
     def train_supernet(self) -> Path:
-        """Train (or resume training) the supernet; returns the weights file."""
+        """Train (or resume training) the supernet, or take ``--supernet``; returns the weights file."""
         cfg, weights, ckpt_path = self.cfg, self.save / WEIGHTS, self.save / TRAIN_CHECKPOINT
+        if cfg.supernet:
+            given = Path(cfg.supernet)
+            if not given.is_file():
+                raise UserError(f"--supernet {given} does not exist; give the supernet.pt of a search of the same "
+                                f"space, size and data")
+            self.logger.info(f"supernet weights from {given} (no supernet training)")
+            return given
         ckpt = open_run(ckpt_path, cfg, RESUMABLE_CHANGES, self.env.is_main, self.device)
         if ckpt is not None and weights.is_file():
             return weights
         data = build_data(cfg, self.device, held_out=True)
-        space = self.ref_space.scaled(cfg.width_mult, cfg.input_size or data.input_size, data.num_classes,
-                                      cfg.stem_stride)
+        space = cfg.sized(self.ref_space, data)
         torch.manual_seed(cfg.seed)
         model = space.supernet()
         init_weights(model, cfg.init, cfg.zero_init_residual)

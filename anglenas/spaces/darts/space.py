@@ -197,7 +197,7 @@ class DartsSpace(SearchSpace):
     path_breakers: ClassVar[tuple[int, ...]] = (NONE,)
     default_dropout: ClassVar[float] = 0.0
     """DARTS networks have no dropout before the classifier (they regularise with drop-path)."""
-    search_demo: ClassVar[Mapping[str, int]] = {"init_channels": 4, "layers": 3}
+    search_demo: ClassVar[Mapping[str, int]] = {"init_channels": 4, "depth": 3}
     """``--space darts --demo``: the search network at C=4 with 3 cells (PDARTS: 3 cells in its first stage)."""
 
     def __post_init__(self) -> None:
@@ -270,7 +270,8 @@ class DartsSpace(SearchSpace):
         return self.genotype_cost(arch) if isinstance(arch, Genotype) else super().arch_cost(arch)
 
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
-               stem_stride: int | None = None) -> "DartsSpace":
+               stem_stride: int | None = None, depth: int | None = None) -> "DartsSpace":
+        self._no_depth(depth)
         return dataclasses.replace(self, width_mult=width_mult, input_size=input_size or self.input_size,
                                    num_classes=num_classes or self.num_classes,
                                    stem_stride=stem_stride or self.stem_stride)

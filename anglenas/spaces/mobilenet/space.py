@@ -72,8 +72,9 @@ class MobileSpace(SearchSpace):
         return len(self.layers)
 
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
-               stem_stride: int | None = None) -> "MobileSpace":
+               stem_stride: int | None = None, depth: int | None = None) -> "MobileSpace":
         """The same space with channels scaled by ``width_mult`` and another input size / class count."""
+        self._no_depth(depth)
         if width_mult <= 0:
             raise ValueError(f"width multiplier must be positive, got {width_mult}")
         w = width_mult / self.width_mult

@@ -87,7 +87,7 @@ class NB201Space(SearchSpace):
                  "NB201_BEST_IMAGENET16": [2, 2, 3, 1, 3, 3]}  # index 857, 47.31%
     default_dropout: ClassVar[float] = 0.0
     """NB201's networks have no dropout."""
-    search_demo: ClassVar[Mapping[str, Any]] = {"width_mult": 0.5, "init_channels": 8, "layers": 1, "stem_stride": 1}
+    search_demo: ClassVar[Mapping[str, Any]] = {"width_mult": 0.5, "init_channels": 8, "depth": 1, "stem_stride": 1}
     """``--space nb201 --demo``: C = 8 channels; searchers with a cell count (``--layers``) use 1 cell per stage."""
 
     def __post_init__(self) -> None:
@@ -129,15 +129,16 @@ class NB201Space(SearchSpace):
 
     # -- sizes ----------------------------------------------------------------------------------------------------
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
-               stem_stride: int | None = None) -> "NB201Space":
+               stem_stride: int | None = None, depth: int | None = None) -> "NB201Space":
+        """``depth``: search cells per stage (NB201's N)."""
         return dataclasses.replace(self, width_mult=width_mult, input_size=input_size or self.input_size,
                                    num_classes=num_classes or self.num_classes,
-                                   stem_stride=stem_stride or self.stem_stride)
+                                   stem_stride=stem_stride or self.stem_stride,
+                                   cells_per_stage=depth or self.cells_per_stage)
 
     def sized(self, channels: int, cells_per_stage: int, input_size: int, num_classes: int) -> "NB201Space":
         """This space with ``channels`` first-stage channels and ``cells_per_stage`` search cells per stage."""
-        return dataclasses.replace(self.scaled(channels / BASE_CHANNELS, input_size, num_classes),
-                                   cells_per_stage=cells_per_stage)
+        return self.scaled(channels / BASE_CHANNELS, input_size, num_classes, depth=cells_per_stage)
 
     # -- models ---------------------------------------------------------------------------------------------------
     def supernet(self) -> NB201SuperNet:

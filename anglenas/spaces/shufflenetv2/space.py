@@ -109,7 +109,8 @@ class ShuffleNetV2Space(SearchSpace):
         return [list(range(len(OP_NAMES))) for _ in self.sites]
 
     def scaled(self, width_mult: float = 1.0, input_size: int | None = None, num_classes: int | None = None,
-               stem_stride: int | None = None) -> "ShuffleNetV2Space":
+               stem_stride: int | None = None, depth: int | None = None) -> "ShuffleNetV2Space":
+        self._no_depth(depth)
         return dataclasses.replace(self, width_mult=width_mult, input_size=input_size or self.input_size,
                                    num_classes=num_classes or self.num_classes,
                                    stem_stride=stem_stride or self.stem_stride)
