@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 
-def _fmt_seconds(seconds: float) -> str:
+def fmt_seconds(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
 
@@ -75,4 +75,4 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         self.logger.info(f"{self.desc} {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
-                         f"{shown} | {rate:.2f} it/s | ETA {_fmt_seconds(eta)}")
+                         f"{shown} | {rate:.2f} it/s | ETA {fmt_seconds(eta)}")

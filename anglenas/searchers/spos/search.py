@@ -136,7 +136,7 @@ class Search:
         self.cfg = cfg = dataclasses.replace(
             cfg, min_flops=self.ref_space.search_min_flops if cfg.min_flops is None else cfg.min_flops,
             max_flops=self.ref_space.search_max_flops if cfg.max_flops is None else cfg.max_flops)
-        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space, cfg.uneven_fairness)
+        make_sampler(cfg.method, self.operations.ops, cfg.seed, self.ref_space, cfg.uneven_fairness)  # refuse early
         self.table = reference_table(self.ref_space.name)
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
@@ -168,6 +168,7 @@ class Search:
             return weights
         data = build_data(cfg, self.device, held_out=True)
         space = cfg.sized(self.ref_space, data)
+        self.sampler = make_sampler(cfg.method, self.operations.ops, cfg.seed, space, cfg.uneven_fairness)
         torch.manual_seed(cfg.seed)
         model = space.supernet()
         init_weights(model, cfg.init, cfg.zero_init_residual)
