@@ -104,8 +104,10 @@ def open_run(path: str | Path, cfg: Any, resumable: Collection[str], is_main: bo
 
 def check_writable(path: str | Path, what: str, flag: str, *, folder: bool | None = None) -> None:
     """Fail at start, in one line, when ``path`` cannot be written: better than a traceback after hours of work.
-    ``path`` is a folder (``folder`` True; by default when ``what`` ends in "folder"), created when missing, or a
-    file, whose folder is created. The one check of every entry point's outputs."""
+    ``path`` is a folder (``folder`` True; by default when ``what`` ends in "folder") or a file. The check creates
+    the missing folders and a file, as the run will, and removes them again: a run refused afterwards for bad input
+    leaves nothing behind (its stage creates the run folder once its inputs are checked). The one check of every
+    entry point's outputs."""
     path = Path(path)
     is_folder = what.endswith("folder") if folder is None else folder
     target = path if is_folder else path.parent
@@ -115,15 +117,25 @@ def check_writable(path: str | Path, what: str, flag: str, *, folder: bool | Non
                         f"writable {flag}")
     if not is_folder and path.is_dir():
         raise UserError(f"the {what} {str(path)!r} is a folder; pass a file path with {flag}")
+    created: list[Path] = []
     try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write the {what} {str(path)!r}: creating the folder {str(target)!r} failed "
-                        f"({exc.strerror or exc}); pass a writable {flag}") from None
-    try:
-        fd, probe = tempfile.mkstemp(dir=target, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UserError(f"cannot write the {what} {str(path)!r}: creating a file in {str(target)!r} failed "
-                        f"({exc.strerror or exc}); pass a writable {flag}") from None
+        for missing in reversed([p for p in (target, *target.parents) if not p.exists()]):
+            try:
+                missing.mkdir()
+            except OSError as exc:
+                raise UserError(f"cannot write the {what} {str(path)!r}: creating the folder {str(target)!r} failed "
+                                f"({exc.strerror or exc}); pass a writable {flag}") from None
+            created.append(missing)
+        try:
+            fd, probe = tempfile.mkstemp(dir=target, prefix=".write-test-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UserError(f"cannot write the {what} {str(path)!r}: creating a file in {str(target)!r} failed "
+                            f"({exc.strerror or exc}); pass a writable {flag}") from None
+    finally:
+        for made in reversed(created):  # deepest first; one that another process filled meanwhile stays
+            try:
+                made.rmdir()
+            except OSError:
+                pass

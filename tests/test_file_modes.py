@@ -58,13 +58,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert (tmp_path / "summary.json").read_text() == "old" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_check_writable_folder_and_file_create_what_is_missing(tmp_path):
+def test_check_writable_folder_and_file_leave_nothing_behind(tmp_path):
+    """The check creates what is missing, as the run will, and removes it again: a run refused afterwards for bad
+    input leaves no folder behind."""
     check_writable(tmp_path / "a" / "b", "run folder", "--save")
-    assert (tmp_path / "a" / "b").is_dir() and list((tmp_path / "a" / "b").iterdir()) == []
+    assert not (tmp_path / "a").exists()
     check_writable(tmp_path / "c" / "operations.json", "operations file", "--operations_path")
-    assert (tmp_path / "c").is_dir() and not (tmp_path / "c" / "operations.json").exists()
+    assert not (tmp_path / "c").exists()
     check_writable(tmp_path / "d", "output", "--out", folder=True)  # `folder` names the kind explicitly
-    assert (tmp_path / "d").is_dir()
+    assert not (tmp_path / "d").exists()
+    (tmp_path / "e").mkdir()
+    check_writable(tmp_path / "e", "run folder", "--save")  # an existing folder (a run to resume) stays as it was
+    assert (tmp_path / "e").is_dir() and list(tmp_path.iterdir()) == [tmp_path / "e"]
+    assert list((tmp_path / "e").iterdir()) == []
 
 
 def _one_line_error(call, *words):
