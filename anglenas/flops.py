@@ -1,4 +1,5 @@
-"""FLOPs lookup tables (spec §2.6) of every search space, and an independent counter.
+"""FLOPs lookup tables (the original's ``utils/flops_lookup_table_{gpu,cpu}.py``) of every search space, and an
+independent counter.
 
 Counting convention (the original's, through its ``thop`` copy): only Conv2d and Linear count, as
 multiply-accumulates for convs, ``C_in * out_elements * k_h * k_w / groups``, and ``(2 * in - 1) * out`` for a
@@ -60,7 +61,7 @@ class FlopsTable:
     layer_params: list[list[int]]
 
     def arch_flops(self, arch: Sequence[int]) -> int:
-        """FLOPs of one architecture: pre + post + its blocks (spec §2.6 ``get_arch_flops``)."""
+        """FLOPs of one architecture: pre + post + its blocks (the original's ``get_arch_flops``)."""
         self._check_length(len(arch))
         return self.pre + self.post + sum(self.layers[i][int(op)] for i, op in enumerate(arch))
 

@@ -1,4 +1,5 @@
-"""The operations file: the (shrunk) search space as per-site lists of op ids (spec §5), for every registered space.
+"""The operations file: the (shrunk) search space as per-site lists of op ids (README, "The operations file"), for every
+registered space.
 
 We write JSON that names its space (a registered one) and the op of every id::
 

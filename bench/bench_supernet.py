@@ -55,7 +55,7 @@ class FixedPaths:
 
 
 def original_step(model, optimizer, criterion, x, y, path) -> None:
-    """The original supernet step (spec §3.6): zero grads, backward, None-ify all-zero grads, clip, step."""
+    """The original supernet step (``*/shrinking/train.py``): zero grads, backward, None-ify zero grads, clip, step."""
     optimizer.zero_grad(set_to_none=False)
     criterion(model(x, path), y).backward()
     for p in model.parameters():

@@ -1,11 +1,11 @@
-"""The paper's stand-alone angle experiment on NAS-Bench-201 (spec §11, Fig. 4):
+"""The paper's stand-alone angle experiment on NAS-Bench-201 (the paper's Fig. 4):
 ``python nas-bench-201/standalone_tau.py --data_dir cifar10-jpg.tar.gz --save DIR``.
 
 Trains the original's 50 cells (indices 0, 200, ..., 9800 of NB201's ``Structure.gen_all`` enumeration, mapped
 to benchmark indices) from scratch, each into ``DIR/cell-NNNNN/`` (true initialisation, final weights, summary),
-computes each one's angle between its initial and final weight vectors (the NB201 vector of spec §3.4), and
-reports Kendall tau-b of that angle against the benchmark's 200-epoch test accuracy and against the accuracies
-the runs reached. The paper found tau = 0.833 (CIFAR-10), 0.822 (CIFAR-100), 0.825 (ImageNet16-120).
+computes each one's angle between its initial and final weight vectors (the original's NB201 vector,
+``get_arch_angle``), and reports Kendall tau-b of that angle against the benchmark's 200-epoch test accuracy and against
+the accuracies the runs reached. The paper found tau = 0.833 (CIFAR-10), 0.822 (CIFAR-100), 0.825 (ImageNet16-120).
 
 Defaults are the paper's CIFAR-10 settings (C=16, N=5, batch 512, SGD momentum 0.9 without Nesterov, lr 0.25
 cosine to 0.001, weight decay 5e-4, 100 epochs). ``--cpu`` is the CPU preset (C=8, N=1, 16px, 5,000 training

@@ -1,5 +1,6 @@
-"""ProxylessNAS in a shrunk space (spec §8): ``python imagenet_arch_search.py --path DIR --target_hardware flops
---operations_path FILE --train_dir DIR --test_dir DIR`` (``--demo`` for a CPU demo on the embedded data).
+"""ProxylessNAS in a shrunk space (the original's ``ProxylessNAS/searching``):
+``python imagenet_arch_search.py --path DIR --target_hardware flops --operations_path FILE --train_dir DIR
+--test_dir DIR`` (``--demo`` for a CPU demo on the embedded data).
 
 Warm-up on random paths, then binary-gate architecture search with the expected-FLOPs (or a user latency table)
 term, in the operations file's space (``--space`` picks another with a relaxed supernet; default gpu). Writes

@@ -13,7 +13,7 @@ from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 
 
 def direct_angle(model, base, arch):
-    """arccos of the cosine between the concatenated weight vectors, in the spec §3.4 order."""
+    """arccos of the cosine between the concatenated weight vectors, in the original's ``get_arch_vector`` order."""
     def vector(get):
         parts = [get("stem.0.weight"), get("first_block.conv.0.weight"), get("first_block.conv.3.weight"),
                  get("head.0.weight"), get("classifier.weight")]

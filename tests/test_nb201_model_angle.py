@@ -20,7 +20,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-ALL_PATHS = ((0, 3), (0, 2, 3), (0, 1, 2, 3), (0, 1, 3))  # spec §3.4, written out again here
+ALL_PATHS = ((0, 3), (0, 2, 3), (0, 1, 2, 3), (0, 1, 3))  # get_arch_angle's paths, written out again here
 
 
 @pytest.fixture(scope="module")

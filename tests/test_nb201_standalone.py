@@ -101,7 +101,7 @@ FIXED = ["lastact.0.weight", "lastact.0.bias", "classifier.weight", "classifier.
          "stem.1.weight", "stem.1.bias"] + [f"layers.{i}.{name}" for i in (1, 3) for name in (
              "conv_a.op.1.weight", "conv_a.op.2.weight", "conv_a.op.2.bias", "conv_b.op.1.weight",
              "conv_b.op.2.weight", "conv_b.op.2.bias", "downsample.1.weight")]
-"""Spec §3.4's fixed part for C=4, N=1 (cells are layers 0, 2, 4; reductions 1, 3)."""
+"""``get_arch_angle``'s fixed part for C=4, N=1 (cells are layers 0, 2, 4; reductions 1, 3)."""
 
 
 def _hand_angle(parts, a, b):

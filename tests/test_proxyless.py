@@ -1,4 +1,4 @@
-"""ProxylessNAS: expected FLOPs against the spec's table and torch's counter, the binary-gate gradient against
+"""ProxylessNAS: expected FLOPs against the original's table and torch's counter, the binary-gate gradient against
 finite differences (one layer, and a site shared by several cells), tiny end-to-end searches on the gpu, nb201
 and shufflenetv2 spaces, resume, bad input."""
 import functools
@@ -38,8 +38,8 @@ def test_expected_flops_matches_a_hand_sum_of_the_spec_table():
     ops = [[0] for _ in range(21)]
     ops[0], ops[1], ops[20] = [0, 1], [2, -1], [4, 5]
     probs = {0: [0.25, 0.75], 1: [0.5, 0.5], 20: [0.1, 0.9]}
-    # spec §2.6 reference MFLOPs: pre 30.1056, post 40.033304 with thop's (2 * 1728 - 1) * 1000 classifier, of
-    # which ProxylessNAS counts 1728 * 1000 (upstream LinearLayer.get_flops); op 0 of every other layer
+    # reference MFLOPs of the original's GPU table: pre 30.1056, post 40.033304 with thop's (2 * 1728 - 1) * 1000
+    # classifier, of which ProxylessNAS counts 1728 * 1000 (upstream LinearLayer.get_flops); op 0 of every other layer
     post = 40.033304 - (1728 - 1) * 1000 / 1e6
     hand = (30.1056 + post + 0.25 * 30.93 + 0.75 * 61.87 + 0.5 * 26.79 + 2 * 21.98 + 14.53 + 3 * 15.94
             + 11.36 + 3 * 15.34 + 16.40 + 3 * 19.95 + 14.62 + 3 * 19.61 + 0.1 * 27.74 + 0.9 * 55.47)

@@ -17,7 +17,7 @@ from anglenas.spaces.darts.supernet import cell_specs, final_layout, warmup_sche
 
 torch.set_num_threads(1)
 
-# spec §1.4 by hand: edge of node j <- state k is OFFSET[j] + k
+# upstream's cell by hand: edge of node j <- state k is OFFSET[j] + k
 OFFSET = {2: 0, 3: 2, 4: 5, 5: 9}
 NODE_PATHS = [[0, 2, 3, 4, 5], [0, 2, 3, 5], [0, 2, 4, 5], [0, 2, 5], [0, 3, 4, 5], [0, 3, 5], [0, 4, 5], [0, 5],
               [1, 2, 3, 4, 5], [1, 2, 3, 5], [1, 2, 4, 5], [1, 2, 5], [1, 3, 4, 5], [1, 3, 5], [1, 4, 5], [1, 5]]
@@ -70,7 +70,8 @@ def test_warmup_order_and_channels(tiny):
     with pytest.raises(ValueError, match="already has 14 cells"):
         net.insert_cell(seed=0)
     assert [c.spec for c in net.cells] == cell_specs(final_layout(), 8, 32, 1)  # the grown net is the final one
-    # spec §1.4 at C=48: cells 0-3 C=48 at 28x28, cell 4 reduces to 96 at 14x14, 5-8 96, cell 9 to 192 at 7x7
+    # the original's Network_ImageNet at C=48: cells 0-3 C=48 at 28x28, cell 4 reduces to 96 at 14x14, 5-8 96, cell 9 to
+    # 192 at 7x7
     specs = cell_specs(final_layout(), 48)
     C = [s.c for s in specs]
     assert C == [48] * 4 + [96] * 5 + [192] * 5
@@ -96,7 +97,8 @@ def test_inserted_cell_init_is_seeded_he_fanout(tiny):
 
 
 def _direct_vector(net, arch):
-    """V(W, a) of spec §3.4 written out: per cell the 16 path vectors, then stems, preprocessing, classifier."""
+    """V(W, a) of the original's DARTS/shrinking/angle.py written out: per cell the 16 path vectors, then stems,
+    preprocessing, classifier."""
     parts = []
     for cell in net.cells:
         for path in NODE_PATHS:

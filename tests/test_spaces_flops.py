@@ -1,4 +1,4 @@
-"""Search spaces and FLOPs against the spec's hand-derived numbers and torch's own FLOP counter."""
+"""Search spaces and FLOPs against hand-derived numbers and torch's own FLOP counter."""
 import math
 import subprocess
 import sys
@@ -24,7 +24,7 @@ ORIGINAL_FAIRNAS_STEM_OVERCOUNT = 32 * 32 * 112 * 112  # the phantom 1x1 32->32 
 
 
 def test_gpu_space_layers_match_spec_table():
-    # (in, out, input resolution, stride, identity allowed), spec §1.2
+    # (in, out, input resolution, stride, identity allowed), the original's backbone_info
     expected = ([(24, 32, 112, 2, False)] + [(32, 32, 56, 1, True)] * 3 + [(32, 56, 56, 2, False)]
                 + [(56, 56, 28, 1, True)] * 3 + [(56, 112, 28, 2, False)] + [(112, 112, 14, 1, True)] * 3
                 + [(112, 128, 14, 1, False)] + [(128, 128, 14, 1, True)] * 3 + [(128, 256, 14, 2, False)]

@@ -1,4 +1,4 @@
-"""Architecture parsing and checking (anglenas.archs) against the spec's table and layer rules."""
+"""Architecture parsing and checking (anglenas.archs) against the original's table and layer rules."""
 import json
 
 import pytest
@@ -15,7 +15,7 @@ def arch_of(s):
 
 
 def test_published_match_spec_table():
-    # spec §0 table, column "Arch encoding used in training/script.sh"
+    # the original's training/script.sh encodings
     assert published()["SPOS_ABS"] == ("gpu", [int(t) for t in SPOS_STR.split()])
     assert published()["FAIRNAS_ABS"] == ("fairnas", [int(t) for t in "4 2 4 2 2 2 5 2 4 4 2 2 2 4 5 4 2 2 5".split()])
     assert published()["PROXYLESS_ABS"] == ("gpu", [int(t) for t in
@@ -74,7 +74,7 @@ def test_bad_architectures_are_user_errors(value, space, message):
 
 
 def test_identity_rules_follow_stage_boundaries():
-    # identity is legal exactly in the 15 GPU layers that keep the shape (spec §1.2 table)
+    # identity is legal exactly in the 15 GPU layers that keep the shape (the original's stage_last_id)
     first_of_stage = {0, 4, 8, 12, 16, 20}
     base = [0] * 21
     for layer in range(21):

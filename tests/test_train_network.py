@@ -1,4 +1,4 @@
-"""The stand-alone network against the supernet path it comes from and the spec's FLOPs / layout numbers."""
+"""The stand-alone network against the supernet path it comes from and the original's FLOPs / layout numbers."""
 import numpy as np
 import pytest
 import torch
@@ -73,7 +73,7 @@ def test_dropout_only_in_training_mode():
 
 @pytest.mark.parametrize("name,expected_m", [("SPOS_ABS", 472.52), ("PROXYLESS_ABS", 470.69),
                                              # 325.07M in the original's CPU table, minus its phantom
-                                             # 1x1 32->32 stem conv at 112x112 (spec §2.6)
+                                             # 1x1 32->32 stem conv at 112x112 (flops_lookup_table_cpu.py)
                                              ("FAIRNAS_ABS", 325.07 - 32 * 32 * 112 * 112 / 1e6)])
 def test_network_flops_and_params_match_the_spec_and_the_table(name, expected_m):
     space_name, arch = published()[name]

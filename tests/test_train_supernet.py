@@ -40,7 +40,7 @@ class FixedPaths:
 
 def test_linear_lr_matches_the_original_lambda():
     lr0, min_lr, total = 0.25, 5e-4, 1000
-    delta = total / (1 - min_lr / lr0)  # spec §2.3: factor 1 - step / delta, frozen at the floor
+    delta = total / (1 - min_lr / lr0)  # the original's LambdaLR: factor 1 - step / delta, frozen at the floor
     for step in (0, 1, 250, 999, 1000, 1500):
         assert linear_lr(step, lr0, total, min_lr) == pytest.approx(max(lr0 * (1 - step / delta), min_lr))
     assert linear_lr(1000, lr0, total, min_lr) == pytest.approx(min_lr)

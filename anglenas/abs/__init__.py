@@ -1,1 +1,1 @@
-"""ABS: angle-based search-space shrinking (spec §3)."""
+"""ABS: angle-based search-space shrinking (the paper's Section 3; the original's ``*/shrinking``)."""

@@ -1,4 +1,4 @@
-"""The angle metric of ABS (spec §3.4, Algorithm 1), one engine for every registered space.
+"""The angle metric of ABS (the paper's Algorithm 1), one engine for every registered space.
 
 The weight vector V(W, a) of child ``a`` concatenates the weights every child shares and, for each input-to-output
 path of each cell instance, the weights of the ops ``a`` places along it: an op appears once per path through it,

@@ -1,4 +1,4 @@
-"""Sampling of child networks that contain a given operator (spec §3.3).
+"""Sampling of child networks that contain a given operator (the original's ``get_random_extend``).
 
 How a child is drawn is the space's (:meth:`~anglenas.spaces.base.SearchSpace.draw_children`, vectorised with
 numpy); here a drawn child is kept when it was not drawn before in this round and its FLOPs lie within the limits.

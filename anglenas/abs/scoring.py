@@ -1,4 +1,5 @@
-"""One ABS round: score every operator by the mean angle of children containing it, then drop (spec §3.2, §3.5).
+"""One ABS round: score every operator by the mean angle of children containing it, then drop (the original's ``ABS``,
+``drop_operators``).
 
 An operator is a (layer, op) pair; only layers with more than one op left are scored. For each operator in
 layer order, new children containing it are sampled until ``sample_num`` of the round's children contain it

@@ -1,10 +1,11 @@
-"""CIFAR-10 held on the device as uint8 [N, 3, 32, 32], augmented there per batch (PertNAS spec §4).
+"""CIFAR-10 held on the device as uint8 [N, 3, 32, 32], augmented there per batch (afzalxo/PertNAS
+``dataloader/ffcv_cifar10loader.py``).
 
 The original feeds its search through FFCV (``.beton`` files, conda-only libraries). Here the whole set lives on
 the training device (50,000 x 3 x 32 x 32 uint8 = 150 MB) and each batch is gathered, augmented and normalised
 there; the same code runs on CPU tensors. Pipelines:
 
-- ``ffcv`` (the PertNAS search, spec §4): horizontal flip p=0.5, random translate by up to ``pad``=2 pixels with a
+- ``ffcv`` (the PertNAS search): horizontal flip p=0.5, random translate by up to ``pad``=2 pixels with a
   black border (a 32x32 crop of the zero-padded 36x36 image), ``Cutout(8)`` always inside the image, filled with
   the integer mean (125, 122, 113), normalisation with the FFCV mean/std on the 0-255 scale;
 - ``darts``: random crop with zero padding 4 and a flip, normalisation with the CIFAR mean/std (no cutout).

@@ -1,4 +1,4 @@
-"""ImageNet transforms of the original (spec §2.1), as functions of a PIL image and an explicit RNG.
+"""ImageNet transforms of the original (``utils/imagenet.py``), as functions of a PIL image and an explicit RNG.
 
 Train: square random-resized crop (no aspect jitter, zero padding when no square fits), AlexNet PCA lighting,
 horizontal flip. Eval: shorter side to 256, centre crop 224. Both return uint8 CHW RGB tensors; the float

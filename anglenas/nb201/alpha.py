@@ -1,4 +1,4 @@
-"""The original's "magnitude" metric of the operator-dropping experiment (spec §11, ``dropnode_by_magnitude.py``):
+"""The original's "magnitude" metric of the operator-dropping experiment (``dropnode_by_magnitude.py``):
 DARTS architecture weights alpha [6 edges, 5 ops] learned next to a weight-sharing supernet on the NB201 space.
 
 The network is the space's relaxed supernet (NB201's DARTS network, :mod:`anglenas.spaces.nb201.relaxed`). Its

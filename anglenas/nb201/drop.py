@@ -1,13 +1,13 @@
-"""Experiment 4 (spec §11, Fig. 7): drop 20 of the 30 NB201 operators in one round by angle, supernet accuracy,
-magnitude or weight norm, and check what survives against the ground truth.
+"""Experiment 4 (the paper's Fig. 7, the original's ``dropnode_by_*.py``): drop 20 of the 30 NB201 operators in one
+round by angle, supernet accuracy, magnitude or weight norm, and check what survives against the ground truth.
 
 An operator is an (edge, op) pair. Its "magnitude" score is the original's: softmax(alpha)[edge, op] of a DARTS
 search next to the supernet (:mod:`anglenas.nb201.alpha`). The other scores are the mean of a metric over the
 architectures that contain it (all 15,625 for angle and ``weight_norm``, the weight magnitude of the angle's
 supernet; the ``--acc_archs`` sample for accuracy, without ReBN as the original).
-Its ground-truth score is the summed test accuracy of the architectures that contain it (spec §11); ranks
-1..30 follow from that. The drop rule is ABS's global rule (:func:`anglenas.abs.scoring.drop_global`): the
-lowest-scored operators go first, but every edge keeps at least one.
+Its ground-truth score is the summed test accuracy of the architectures that contain it (the original's
+``dropnode_by_*.py``); ranks 1..30 follow from that. The drop rule is ABS's global rule
+(:func:`anglenas.abs.scoring.drop_global`): the lowest-scored operators go first, but every edge keeps at least one.
 """
 from __future__ import annotations
 

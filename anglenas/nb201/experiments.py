@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 experiments of the original (spec §11), one run folder per seed.
+"""The NAS-Bench-201 experiments of the original (``NAS-Bench-201/exps/angle``), one run folder per seed.
 
 1. :meth:`SupernetRun.train` trains the SPOS supernet (each cell samples its own path), keeping the weights at
    initialisation (``weights-epoch-0.pt``) and at every ``--eval_epochs`` epoch; a killed run resumes from
@@ -63,7 +63,7 @@ RESUMABLE_FIELDS = ("device", "amp", "save", "benchmark", "epochs", "eval_epochs
 
 @dataclass
 class NB201Config(NB201DataConfig, SupernetTrainConfig):
-    """NB201 supernet training and angle / accuracy ranking (spec §11; the defaults aim at one GPU)."""
+    """NB201 supernet training and angle / accuracy ranking (the defaults aim at one GPU)."""
 
     batch_size: int = field(256, "batch size")
     lr: float = field(0.1, "initial learning rate (linear decay to min_lr over lr_horizon_epochs)")

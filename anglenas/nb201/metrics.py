@@ -1,8 +1,8 @@
 """Ranking metrics and the scores they rank: Kendall tau-b, Spearman rho, random scores, supernet accuracy.
 
 Kendall tau here is tau-b (ties counted as ties, as :func:`scipy.stats.kendalltau`); the original ranked by
-sorting, which breaks ties by position (spec §11). It is an exact O(n log n) count: milliseconds for 15,625
-architectures.
+sorting, which breaks ties by position (the original's ``cal_correlation.py``). It is an exact O(n log n) count:
+milliseconds for 15,625 architectures.
 """
 from __future__ import annotations
 
@@ -85,9 +85,9 @@ def random_scores(n: int, seed: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def recalibrated_bn(model: nn.Module, path, batches: Iterable[Batch]):
-    """BN recalibration (ReBN, spec §2.5) of child ``path``: inside the block the BN running statistics are the
-    exact averages over ``batches`` (:func:`anglenas.searchers.spos.bn.recalibrate_bn`); the supernet's own statistics
-    come back on exit."""
+    """BN recalibration (ReBN, the original's ``get_acc.py``) of child ``path``: inside the block the BN running
+    statistics are the exact averages over ``batches`` (:func:`anglenas.searchers.spos.bn.recalibrate_bn`); the
+    supernet's own statistics come back on exit."""
     bns = batchnorms(model)
     saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in bns]
     was_training = model.training

@@ -1,4 +1,4 @@
-"""Experiment 5 (spec §11): SPOS evolutionary search on the NB201 supernet, in the full space and in the space
+"""Experiment 5: SPOS evolutionary search on the NB201 supernet, in the full space and in the space
 ABS shrinks it to (the operators the angle keeps in experiment 4), judged by the found cell's ground truth.
 
 Candidates are scored in this process by supernet accuracy on the valid images after BN recalibration; the

@@ -1,5 +1,5 @@
-"""Stand-alone training of NAS-Bench-201 cells and the paper's stand-alone angle experiment (spec §11,
-``train_standalone_models.py`` / ``get_standalone_ranks.py``).
+"""Stand-alone training of NAS-Bench-201 cells and the paper's stand-alone angle experiment (the paper's Fig. 4; the
+original's ``train_standalone_models.py`` / ``get_standalone_ranks.py``).
 
 :func:`train_cell` trains :class:`~anglenas.spaces.nb201.network.NB201Network` of one cell from scratch (by default
 NB201's own 200-epoch recipe: SGD Nesterov, momentum 0.9, lr 0.1 cosine to 0, weight decay 5e-4 on every
@@ -48,7 +48,7 @@ GROUND_TRUTH = {"embedded": "cifar10", "cifar10-jpg": "cifar10", "cifar10": "cif
                 "ImageNet16-120": "ImageNet16-120"}
 """The benchmark column a run on each training set is compared with."""
 PAPER_TAU = {"cifar10": 0.833, "cifar100": 0.822, "ImageNet16-120": 0.825}
-"""Kendall tau of angle vs ground truth over the 50 stand-alone cells in the paper (spec §11, ``visualize.py``)."""
+"""Kendall tau of angle vs ground truth over the 50 stand-alone cells in the paper (the original's ``visualize.py``)."""
 ORIGINAL_INDICES = tuple(range(0, 10000, 200))
 """The original's 50 cells: positions in NB201's ``Structure.gen_all`` order (:func:`space.all_cells`)."""
 INIT, FINAL, CHECKPOINT, SUMMARY = "weights-init.pt", "weights-final.pt", "checkpoint.pt", "summary.json"
@@ -96,7 +96,8 @@ class TrainArchConfig(StandaloneConfig):
 
 @dataclass
 class StandaloneTauConfig(StandaloneConfig):
-    """The stand-alone angle experiment; the defaults are the paper's CIFAR-10 settings (spec §11)."""
+    """The stand-alone angle experiment; the defaults are the paper's CIFAR-10 settings
+    (``SPOS_standalone_cifar10.config``)."""
 
     save: str = field("runs/nb201-standalone-tau", "run folder (one sub-folder per cell)")
     epochs: int = field(100, "training epochs")
@@ -143,9 +144,9 @@ class StandaloneData:
 
 # -- the angle of a stand-alone network -----------------------------------------------------------------------------
 def vector_entries(net: NB201Network) -> list[str | int]:
-    """The NB201 weight vector V (spec §3.4) of ``net`` as a list of state-dict names, an int C standing for the
-    constant [C, 3, 3] tensor of 1/9 of an average pooling: the fixed weights (lastact BN, classifier, stem,
-    reduction blocks), then path-major, for each input-to-output path and each cell, the conv weights along the
+    """The NB201 weight vector V (the original's ``get_arch_angle``) of ``net`` as a list of state-dict names, an int C
+    standing for the constant [C, 3, 3] tensor of 1/9 of an average pooling: the fixed weights (lastact BN, classifier,
+    stem, reduction blocks), then path-major, for each input-to-output path and each cell, the conv weights along the
     path (skip adds nothing; a ``none`` edge drops the path of that cell)."""
     names = {id(p): n for n, p in net.named_parameters()}
     entries: list[str | int] = [names[id(p)] for p in net.fixed_weights()]

@@ -1,10 +1,11 @@
 """Loading weights into a :class:`~anglenas.spaces.mobilenet.network.MobileNetwork`, including the original's released checkpoints.
 
 The original saved ``{"iters", "state_dict", "best_acc_top1", "optimizer"}`` from a DDP-wrapped model that its
-FLOPs profiler had touched (spec §2.6, §10.1), so every key starts with ``module.`` and every leaf module has two
-stray buffers ``total_ops`` / ``total_params``. Both are stripped. When the remaining names differ from ours but
-the tensors have the same shapes in the same order (same architecture, other module names), they are matched by
-position. Anything else is a :class:`UserError` naming the keys and shapes that do not fit.
+FLOPs profiler had touched (its ``thop/`` copy, called by ``*/training/train_from_scratch.py``), so every key starts
+with ``module.`` and every leaf module has two stray buffers ``total_ops`` / ``total_params``. Both are stripped. When
+the remaining names differ from ours but the tensors have the same shapes in the same order (same architecture, other
+module names), they are matched by position. Anything else is a :class:`UserError` naming the keys and shapes that do
+not fit.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Weight initialisation schemes of spec §1.2."""
+"""Weight initialisation schemes of the original's supernets and networks (``SPOS/shrinking/super_model.py``)."""
 from __future__ import annotations
 
 import math

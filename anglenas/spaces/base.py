@@ -40,7 +40,8 @@ Arch = Sequence[int]
 
 @dataclass(frozen=True)
 class ShrinkDefaults:
-    """Space-specific ABS defaults (spec §3.1 table); ``max_flops`` is in real FLOPs at the reference size."""
+    """Space-specific ABS defaults (the original's ``*/shrinking/config.py``); ``max_flops`` is in real FLOPs at the
+    reference size."""
 
     drop_rule: str  # "global" (SPOS) or "per_layer" (FairNAS, DARTS: one op per site per round)
     drops_per_round: int
@@ -248,8 +249,9 @@ class SearchSpace(ABC):
 
     def draw_children(self, ops: Sequence[Sequence[int]], rng: np.random.Generator, site: int, op: int,
                       n: int) -> np.ndarray:
-        """``n`` random children [n, sites] holding ``op`` at ``site``, for ABS scoring (spec §3.3); legality
-        (FLOPs, no repeats) is checked by the caller. Default: every other site uniform over its list."""
+        """``n`` random children [n, sites] holding ``op`` at ``site``, for ABS scoring (the original's
+        ``get_random_extend``); legality (FLOPs, no repeats) is checked by the caller. Default: every other site uniform
+        over its list."""
         counts = np.array([len(s) for s in ops])
         width = counts.max()
         table = np.array([list(s) + [s[0]] * (width - len(s)) for s in ops], dtype=np.int64)

@@ -1,4 +1,5 @@
-"""The ABS shrinking stage (spec §3.1): train the supernet, score operators by angle, drop the worst, repeat.
+"""The ABS shrinking stage (the original's ``*/shrinking/main.py``): train the supernet, score operators by angle, drop
+the worst, repeat.
 
 Every rank trains the same paths; rank 0 scores and drops, then broadcasts the new operation lists. One
 checkpoint file (model, optimiser, base weights W0, operation lists, round, step, history) is written
@@ -38,7 +39,7 @@ RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minute
 
 @dataclass
 class ShrinkConfig(DataConfig, SupernetTrainConfig, SizeConfig):
-    """ABS shrinking; ``None`` means the space's default (spec §3.1 table)."""
+    """ABS shrinking; ``None`` means the space's default (the original's ``*/shrinking/config.py``)."""
 
     space: str = field("gpu", "search space: a registered one (gpu, fairnas, darts, shufflenetv2, nb201, ...); "
                               "sets the space's learning rate (darts 0.2, else 0.25)",
@@ -199,8 +200,9 @@ class Shrinker:
         self.trainer.reset_optimizer()
 
     def _warmup(self) -> None:
-        """Spec §3.6: ``warmup_stages`` stages of ``warmup_epochs``, each with a fresh optimiser and its own linear
-        schedule, each followed by a cell insertion; then W0 is the grown supernet's weights."""
+        """The original's ``DARTS/shrinking`` ``get_warmup_model``: ``warmup_stages`` stages of ``warmup_epochs``, each
+        with a fresh optimiser and its own linear schedule, each followed by a cell insertion; then W0 is the grown
+        supernet's weights."""
         st, tr = self.state, self.trainer
         per_stage = max(1, round(self.cfg.warmup_epochs * self.steps_per_epoch))
         while st.warmup_stage < self.warmup_stages:

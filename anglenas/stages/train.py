@@ -1,4 +1,5 @@
-"""Training a found architecture from scratch, and evaluating a checkpoint (spec §10.1).
+"""Training a found architecture from scratch, and evaluating a checkpoint (the original's
+``*/training/train_from_scratch.py``).
 
 The defaults are the paper's ImageNet recipe: 300k iterations at global batch 1024, SGD lr 0.5 momentum 0.9
 decaying linearly to 0, weight decay 4e-5 on conv / classifier weights only, label smoothing 0.1, gradient-norm
@@ -108,7 +109,8 @@ images), evaluated every 5 epochs; a few minutes on 2 CPU cores."""
 DARTS_IMAGENET = dict(lr=0.25, batch_size=512, epochs=250, total_iters=0, momentum=0.9, weight_decay=3e-5,
                       decay_all=True, lr_schedule="linear_tail", label_smoothing=0.1, auxiliary_weight=0.4,
                       dropout=0.0, grad_clip=5.0, eval_every=0)
-"""``--darts``: spec §10.2, the ImageNet training of DARTS / PDARTS cells (14 cells, auxiliary head weighted 0.4)."""
+"""``--darts``: the original's ``DARTS/training/train_from_scratch.py``, the ImageNet training of DARTS / PDARTS cells
+(14 cells, auxiliary head weighted 0.4)."""
 
 CIFAR = dict(dataset="cifar10", width_mult=1.0, stem_stride=1, batch_size=128, lr=0.1, weight_decay=5e-4,
              epochs=200, total_iters=0, eval_every=0, workers=0, save="runs/train-cifar")

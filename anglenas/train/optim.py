@@ -1,4 +1,5 @@
-"""SGD with the original's two parameter groups and the linear learning-rate schedule with a floor (spec §2.3)."""
+"""SGD with the original's two parameter groups and the linear learning-rate schedule with a floor (the original's
+``get_optimizer_schedule``)."""
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,5 @@
-"""ProxylessNAS on any space with a relaxed supernet (spec §8; home: the shrunk gpu space), registered as
-``proxylessnas``.
+"""ProxylessNAS on any space with a relaxed supernet (the original's ``ProxylessNAS/searching``; home: the shrunk gpu
+space), registered as ``proxylessnas``.
 
 Schedule (the original's defaults): ``warmup_epochs`` of weight training on paths drawn from the initial
 (near-uniform) architecture distribution, cosine LR from 0.05; then ``n_epochs`` of joint search, cosine LR from

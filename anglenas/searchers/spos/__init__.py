@@ -1,3 +1,4 @@
-"""SPOS and FairNAS (spec §6, §7): a single-path supernet in the shrunk space, then an evolutionary search whose
-candidates are scored in this process, by local workers or by RabbitMQ test servers."""
+"""SPOS and FairNAS (the original's ``SPOS/searching`` and ``FairNAS/searching``): a single-path supernet in the shrunk
+space, then an evolutionary search whose candidates are scored in this process, by local workers or by RabbitMQ test
+servers."""
 from anglenas.searchers.spos import search  # noqa: F401  (registers spos, fairnas)

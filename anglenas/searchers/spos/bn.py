@@ -4,8 +4,8 @@ The supernet's running statistics belong to no single path, so before a candidat
 is reset and its statistics are recomputed on a fixed set of training images, in ``train()`` mode under
 ``no_grad``. With ``momentum=None`` PyTorch keeps a cumulative average: after ``B`` equally sized batches
 ``running_mean`` is the mean of the ``B`` batch means (the exact mean over the set) and ``running_var`` the mean
-of the ``B`` unbiased batch variances. The original (spec §2.5) kept momentum 0.1, an exponential average in
-which the last few batches dominate and the first of its 313 batches counts for ~1e-14.
+of the ``B`` unbiased batch variances. The original (``utils`` ``recalculate_bn``) kept momentum 0.1, an exponential
+average in which the last few batches dominate and the first of its 313 batches counts for ~1e-14.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Evolutionary architecture search of SPOS (spec §6.2), independent of how candidates are evaluated.
+"""Evolutionary architecture search of SPOS (the original's ``search.py::EvolutionTrainer``), independent of how
+candidates are evaluated.
 
 Each generation: evaluate the population, merge it into the top-``select_num`` and top-``population_num`` lists,
 breed up to ``crossover_num`` children by uniform crossover of two top parents, up to

@@ -3,7 +3,7 @@
 A request asks for one candidate's top-1 under one set of supernet weights::
 
     {"format": "anglenas-eval-request", "version": 1, "id": "<hex>", "arch": [2, 2, -1, ...],
-     "weights": "/shared/run/supernet.pt", "fingerprint": "<sha256 prefix>", "settings": {...EvalSettings...},
+     "weights": "/nfs/runs/spos/supernet.pt", "fingerprint": "<sha256 prefix>", "settings": {...EvalSettings...},
      "reply_to": "<result queue>"}
 
 and its result carries the same id, arch and fingerprint::

@@ -48,8 +48,8 @@ from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL = (
     "supernet.pt", "supernet_checkpoint.pt", "search_state.json", "evaluations.jsonl")
 SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=None, max_flops=None)
-"""The SPOS searcher's defaults (spec §6.1, §6.2); the FLOPs ceiling is the space's (475M in the GPU space,
-330M in ShuffleNetV2's)."""
+"""The SPOS searcher's defaults (the original's ``SPOS/searching/main.py``); the FLOPs ceiling is the space's (475M in
+the GPU space, 330M in ShuffleNetV2's)."""
 FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=None, max_flops=None)
 """The FairNAS searcher's defaults; its FLOPs window is the fairnas space's (the original's 315M-327M in real
 FLOPs: 302.15M-314.15M, its table over-counted the stem by 12.85M)."""

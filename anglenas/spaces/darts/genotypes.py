@@ -58,7 +58,8 @@ GENOTYPES: dict[str, Genotype] = {
     "DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "DARTS": DARTS_V2,
     "DARTS_ABS": DARTS_ABS, "PDARTS_ABS": PDARTS_ABS,
 }
-"""Published genotypes by name (upstream DARTS, and the ABS paper's cells, spec §9.2)."""
+"""Published genotypes by name (upstream DARTS, and the ABS paper's cells from the original's
+``pdarts-master/genotypes.py``)."""
 
 
 def validate_genotype(genotype: Genotype, where: str = "genotype") -> Genotype:

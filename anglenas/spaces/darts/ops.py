@@ -1,4 +1,5 @@
-"""The DARTS cell operations (upstream ``operations.py``), in the upstream primitive order (spec §1.4).
+"""The DARTS cell operations (upstream ``operations.py``), in the upstream primitive order (quark0/darts
+``cnn/genotypes.py``).
 
 ``OPS[name](C, stride, affine)`` builds an op mapping C channels to C channels. Module layouts match upstream so
 the angle code can find the convs: :class:`SepConv` holds its convs at Sequential indices 1, 2, 5, 6 and

@@ -1,4 +1,4 @@
-"""The DARTS cell space of ABS (spec §1.4, §3 DARTS columns): 14 edges, the 8 upstream primitives on each.
+"""The DARTS cell space of ABS (the original's ``DARTS/shrinking``): 14 edges, the 8 upstream primitives on each.
 
 A site is an edge of the cell (edge of node j <- state k = k + offset(j), offset = 0, 2, 5, 9); one op choice per
 edge is shared by all 14 cells of the ImageNet supernet (:mod:`anglenas.spaces.darts.supernet`), normal and
@@ -82,7 +82,7 @@ def _pick_ranks(mask: np.ndarray, counts: np.ndarray, rng: np.random.Generator) 
 
 
 def check_cand(archs: np.ndarray, ops: Sequence[Sequence[int]], rng: np.random.Generator) -> np.ndarray:
-    """The 2-input rule (spec §2.4 ``check_cand``), vectorised over rows of ``archs`` [N, 14], in place.
+    """The 2-input rule (the original's ``check_cand``), vectorised over rows of ``archs`` [N, 14], in place.
 
     Node j (0..3) has j + 2 incoming edges and must keep exactly 2 non-``none`` ones: with fewer than j ``none``
     edges, a uniform random subset of the others is set to ``none`` (even where ``none`` is no longer in the
@@ -182,15 +182,16 @@ class DartsSpace(SearchSpace):
         base_refresh_threshold=0, warmup_epochs=5, decay_classifier=False,
         demo=(("width_mult", 1 / 6), ("batch_size", 32), ("warmup_epochs", 0.05), ("first_stage_epochs", 1),
               ("other_stage_epochs", 0), ("sample_num", 5), ("lr_horizon_epochs", 4), ("stem_stride", 1)))
-    """Spec §3.1: 1 op dropped per edge per round (8 -> 2 ops after 6 rounds, 2^14 archs), no FLOPs filter, lr
-    0.2 over a 400-epoch horizon, 150 epochs before round 0 and 20 before each later one, after the 55-epoch
-    warm-up (:meth:`warmup_supernet`). ``init="default"``: the supernet initialises itself as the original does.
-    ``decay_classifier=False``: the original's weight-decay filter names ``classifier.0``, which misses this
-    supernet's ``classifier.weight`` / ``.bias``, so its classifier is never decayed."""
+    """The original's ``DARTS/shrinking/config.py``: 1 op dropped per edge per round (8 -> 2 ops after 6 rounds, 2^14
+    archs), no FLOPs filter, lr 0.2 over a 400-epoch horizon, 150 epochs before round 0 and 20 before each later one,
+    after the 55-epoch warm-up (:meth:`warmup_supernet`). ``init="default"``: the supernet initialises itself as the
+    original does. ``decay_classifier=False``: the original's weight-decay filter names ``classifier.0``, which misses
+    this supernet's ``classifier.weight`` / ``.bias``, so its classifier is never decayed."""
     warmup_stages: ClassVar[int] = len(warmup_schedule())
-    """The 11 warm-up stages (spec §3.6; :func:`~anglenas.spaces.darts.supernet.warmup_schedule`), each
-    ``shrink.warmup_epochs`` long with a fresh optimiser and its own linear schedule, each followed by the insertion
-    of a cell; W0 is taken after the last stage and never replaced."""
+    """The 11 warm-up stages (the original's ``get_warmup_model``;
+    :func:`~anglenas.spaces.darts.supernet.warmup_schedule`), each ``shrink.warmup_epochs`` long with a fresh optimiser
+    and its own linear schedule, each followed by the insertion of a cell; W0 is taken after the last stage and never
+    replaced."""
     published: ClassVar[Mapping[str, Genotype]] = {"DARTS_ABS": DARTS_ABS, "PDARTS_ABS": PDARTS_ABS}
     """The ABS paper's cells (genotypes, not 14-op architectures): build them with :meth:`network`."""
     angle_paths: ClassVar[tuple[tuple[int, ...], ...]] = ANGLE_PATHS
@@ -370,8 +371,8 @@ class DartsSpace(SearchSpace):
 
     def draw_children(self, ops: Sequence[Sequence[int]], rng: np.random.Generator, site: int, op: int,
                       n: int) -> np.ndarray:
-        """Spec §3.3: a uniform op per edge, the 2-input rule, then edge ``site`` forced to ``op`` (which may break
-        the rule, as in the original)."""
+        """The original's ``get_random_extend``: a uniform op per edge, the 2-input rule, then edge ``site`` forced to
+        ``op`` (which may break the rule, as in the original)."""
         archs = check_cand(uniform_archs(ops, rng, n), ops, rng)
         archs[:, site] = op
         return archs

@@ -1,4 +1,5 @@
-"""The ImageNet DARTS supernet of ABS (spec §1.4), its progressive warm-up, and the stand-alone child network.
+"""The ImageNet DARTS supernet of ABS (the original's ``DARTS/shrinking``), its progressive warm-up, and the stand-alone
+child network.
 
 Layout: stem0 (two 3x3 s2 convs), stem1 (3x3 s2 conv), cells, global pool, linear. A cell has 2 inputs, 4 nodes
 and 14 edges (edge of node j from state k = k + offset(j), offset = 0, 2, 5, 9); in the supernet every edge holds
@@ -56,8 +57,8 @@ def final_layout(layers: int = 14) -> tuple[bool, ...]:
 
 
 def next_insert_position(layout: Sequence[bool]) -> int:
-    """Where the warm-up inserts the next normal cell (spec §1.4): the end of the front segment if the three
-    segments of normal cells are equally long, else the end of the middle one if it is shorter than the front,
+    """Where the warm-up inserts the next normal cell (the original's ``insert_layer``): the end of the front segment if
+    the three segments of normal cells are equally long, else the end of the middle one if it is shorter than the front,
     else the end of the network."""
     first, second = [i for i, r in enumerate(layout) if r]
     front, mid, back = first, second - first - 1, len(layout) - second - 1
@@ -211,7 +212,7 @@ class DartsNet(nn.Module):
             s0, s1 = s1, cell(s0, s1, arch)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
-    # -- the angle's weight protocol (spec §3.4) ----------------------------------------------------------------
+    # -- the angle's weight protocol (the original's DARTS/shrinking/angle.py) -----------------------------------------
     def fixed_weights(self) -> list[torch.Tensor]:
         """stem0's two convs, stem1's conv, per cell the preprocess0 then preprocess1 convs, the classifier weight."""
         weights = [self.stem0[0].weight, self.stem0[3].weight, self.stem1[1].weight]
@@ -290,7 +291,7 @@ class DartsChildNet(DartsNet):
 
 
 def init_constructor(model: nn.Module) -> None:
-    """Constructor init (spec §1.4): convs kaiming_uniform_, BN 1/0, linear N(0, 0.01) with bias 0."""
+    """Constructor init (Network_ImageNet's): convs kaiming_uniform_, BN 1/0, linear N(0, 0.01) with bias 0."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_uniform_(m.weight)

@@ -1,4 +1,5 @@
-"""The MobileNet family: the SPOS / ProxylessNAS "gpu" space and the FairNAS space (spec §1.1-§1.3)."""
+"""The MobileNet family: the SPOS / ProxylessNAS "gpu" space and the FairNAS space (the original's ``SPOS/`` and
+``FairNAS/``)."""
 from anglenas.spaces.mobilenet.blocks import BLOCK_KEYS, IDENTITY, LayerSpec
 from anglenas.spaces.mobilenet.space import FAIRNAS_SPACE, FAIRNAS_STEM_OVERCOUNT, GPU_SPACE, MobileSpace
 

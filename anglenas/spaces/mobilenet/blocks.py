@@ -1,5 +1,5 @@
 """The MobileNet spaces' ops: MBConv (inverted residual) blocks in the original's order, and the layer shapes
-(spec §1.1)."""
+(the original's ``torch_blocks.py`` and ``backbone_info``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

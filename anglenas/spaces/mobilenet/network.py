@@ -1,4 +1,5 @@
-"""The stand-alone network of one architecture (spec §10.1): the supernet's path as a plain model.
+"""The stand-alone network of one architecture (the original's ``*/training/model.py``): the supernet's path as a plain
+model.
 
 Identity layers are removed and dropout (0.2) sits before the classifier. Module names follow the supernet with
 the choice level dropped: supernet ``layers.7.ops.5.conv.0.weight`` is network ``layers.7.conv.0.weight``, so

@@ -1,5 +1,5 @@
-"""The two MobileNet-like ImageNet search spaces of ABS (spec §1.1-§1.3): "gpu" (SPOS / ProxylessNAS) and
-"fairnas".
+"""The two MobileNet-like ImageNet search spaces of ABS (the original's ``SPOS/`` and ``FairNAS/``): "gpu" (SPOS /
+ProxylessNAS) and "fairnas".
 
 A space is data: the stem, the fixed first block, the searchable layers and the head. Models, FLOPs tables and
 samplers are built from it, so a width multiplier, another input size or class count gives a consistent family
@@ -95,7 +95,7 @@ class MobileSpace(SearchSpace):
         )
 
     def initial_operations(self) -> list[list[int]]:
-        """The full space: all 6 blocks everywhere, identity appended last where allowed (spec §1.2)."""
+        """The full space: all 6 blocks everywhere, identity appended last where allowed (the original's order)."""
         return [list(range(len(BLOCK_KEYS))) + ([IDENTITY] if layer.identity_allowed else []) for layer in self.layers]
 
     @property
@@ -138,9 +138,10 @@ class MobileSpace(SearchSpace):
     # -- sampling -------------------------------------------------------------------------------------------------
     def draw_children(self, ops: Sequence[Sequence[int]], rng: np.random.Generator, site: int, op: int,
                       n: int) -> np.ndarray:
-        """Spec §3.3. GPU space (identity in repeats): every other layer takes a uniform non-identity op from its
-        list (its only op if it has one), then the number of identity layers is drawn uniformly from 0..k, k = the
-        other layers whose list holds identity, and that many of them become identity. FairNAS: the default."""
+        """The original's ``get_random_extend``. GPU space (identity in repeats): every other layer takes a uniform
+        non-identity op from its list (its only op if it has one), then the number of identity layers is drawn uniformly
+        from 0..k, k = the other layers whose list holds identity, and that many of them become identity. FairNAS: the
+        default."""
         if not self.identity_in_repeats:
             return super().draw_children(ops, rng, site, op, n)
         body = [[o for o in s if o != IDENTITY] if len(s) > 1 and IDENTITY in s else list(s) for s in ops]

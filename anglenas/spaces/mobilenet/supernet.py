@@ -1,4 +1,4 @@
-"""Weight-sharing single-path supernet of the MobileNet spaces (spec §1.1-§1.3)."""
+"""Weight-sharing single-path supernet of the MobileNet spaces (the original's ``*/shrinking/super_model.py``)."""
 from __future__ import annotations
 
 from typing import Sequence

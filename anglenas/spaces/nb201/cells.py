@@ -1,4 +1,5 @@
-"""The NAS-Bench-201 cell space (spec §1.6): 5 operations on the 6 edges of a 4-node cell, 5^6 = 15,625 cells.
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020): 5 operations on the 6 edges of a 4-node cell, 5^6 = 15,625
+cells.
 
 A cell is a tuple of 6 op indices, one per edge in the order of the arch string
 ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``: edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2.
@@ -19,7 +20,7 @@ NUM_NODES = 4
 NUM_EDGES = len(EDGES)
 NUM_ARCHS = len(OPS) ** NUM_EDGES
 PATHS = ((0, 3), (0, 2, 3), (0, 1, 2, 3), (0, 1, 3))
-"""The input-to-output paths of the cell in the order of the original's angle vector (spec §3.4)."""
+"""The input-to-output paths of the cell in the order of the original's angle vector (``get_arch_angle``)."""
 
 Cell = tuple[int, ...]
 

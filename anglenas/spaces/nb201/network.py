@@ -1,4 +1,4 @@
-"""The stand-alone network of one NAS-Bench-201 cell (NB201's ``TinyNetwork`` with ``InferCell``s, spec §1.6).
+"""The stand-alone network of one NAS-Bench-201 cell (NB201's ``TinyNetwork`` with ``InferCell``s).
 
 Macro (C=16, N=5 at NB201's size): stem conv3x3 + BN, N cells at C, a residual reduction block to 2C, N cells,
 a reduction to 4C, N cells, then BN + ReLU, global average pooling and a linear classifier. Every cell runs
@@ -73,8 +73,8 @@ class NB201Network(nn.Module):
         return self.classifier(self.pool(self.lastact(x)).flatten(1))
 
     def fixed_weights(self) -> list[torch.Tensor]:
-        """Weights every architecture has, in the original's order (spec §3.4): lastact BN, classifier, stem conv
-        and BN, then per reduction block conv_a (+BN), conv_b (+BN), downsample conv."""
+        """Weights every architecture has, in the original's order (``get_arch_angle``): lastact BN, classifier, stem
+        conv and BN, then per reduction block conv_a (+BN), conv_b (+BN), downsample conv."""
         out = [*self.lastact[0].parameters(), self.classifier.weight, self.classifier.bias, *self.stem.parameters()]
         for layer in self.layers:
             if isinstance(layer, ResidualReduction):

@@ -1,11 +1,11 @@
-"""The NAS-Bench-201 cell space (spec §1.6) as the registered search space "nb201".
+"""The NAS-Bench-201 cell space as the registered search space "nb201".
 
 Sites are the 6 edges of the 4-node cell (``edge 1<-0``, ``edge 2<-0``, ``edge 2<-1``, ``edge 3<-0``,
 ``edge 3<-1``, ``edge 3<-2``), each choosing one of 5 ops (:data:`~anglenas.spaces.nb201.cells.OPS`; builders in
 :data:`~anglenas.spaces.nb201.supernet.OP_BUILDERS`). The supernet holds ``3 * cells_per_stage`` search cells; a benchmark
 architecture puts the same cell in all of them, the training sampler (:class:`CellPathSampler`) draws a cell per
 search cell. For the angle every search cell is an instance of the 6 sites; the 4 input-to-output paths of a cell
-are :attr:`NB201Space.angle_paths` and ``none`` removes a path from the vector (spec §3.4).
+are :attr:`NB201Space.angle_paths` and ``none`` removes a path from the vector (the original's ``get_arch_angle``).
 
 Sizes: ``width_mult`` scales NB201's 16 first-stage channels (``channels = 16 * width_mult``), ``input_size`` is
 the image side (32 for CIFAR, 16 for ImageNet16-120), ``cells_per_stage`` is NB201's N (5). ``stem_stride`` is the
@@ -35,9 +35,9 @@ BASE_CHANNELS = 16
 
 
 class CellPathSampler:
-    """SPOS sampling of the NB201 supernet (spec §1.6, ``forward_urs`` / ``forward_dropnode``): each search cell
-    draws its own cell; per node, one op per incoming edge uniformly from that edge's list, redrawn while all of
-    the node's inputs are ``none``. The path of a step depends on (seed, step) only."""
+    """SPOS sampling of the NB201 supernet (the original's ``TinyNetworkSPOS.forward_urs`` / ``forward_dropnode``): each
+    search cell draws its own cell; per node, one op per incoming edge uniformly from that edge's list, redrawn while
+    all of the node's inputs are ``none``. The path of a step depends on (seed, step) only."""
 
     def __init__(self, num_cells: int, seed: int, ops: Sequence[Sequence[int]] | None = None) -> None:
         self.num_cells, self.seed = num_cells, seed
@@ -65,8 +65,8 @@ class CellPathSampler:
 class NB201Space(SearchSpace):
     """NAS-Bench-201: 6 edges x 5 ops, 15,625 cells; the macro of :class:`~anglenas.spaces.nb201.supernet.NB201SuperNet`.
 
-    ABS on it (spec §11, ``dropnode_by_angle``) is one round that drops 20 of the 30 operators by the global rule;
-    an operator's children are uniform over the other edges (the original averages over all cells holding it),
+    ABS on it (the original's ``dropnode_by_angle.py``) is one round that drops 20 of the 30 operators by the global
+    rule; an operator's children are uniform over the other edges (the original averages over all cells holding it),
     which is :meth:`SearchSpace.draw_children`'s default.
     """
 

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 SPOS supernet (spec §1.6), its op table and the angle's weight protocol.
+"""The NAS-Bench-201 SPOS supernet (the original's ``TinyNetworkSPOS``), its op table and the angle's weight protocol.
 
 Macro (C=16, N=5): stem conv3x3 + BN, N search cells at C, a residual reduction block to 2C, N cells, a
 reduction to 4C, N cells, then BN + ReLU, global average pooling and a linear classifier. Every search cell
@@ -62,8 +62,8 @@ def make_op(op: int, channels: int, affine: bool = False) -> nn.Module:
 
 
 def pool_constant(channels: int, device: torch.device | None = None) -> torch.Tensor:
-    """The fixed [C, 3, 3] tensor of 1/9 that stands for a 3x3 average pooling in the angle's vector (spec §3.4);
-    not a parameter, so it is the same in W0 and W."""
+    """The fixed [C, 3, 3] tensor of 1/9 that stands for a 3x3 average pooling in the angle's vector
+    (``get_arch_angle``); not a parameter, so it is the same in W0 and W."""
     return torch.full((channels, 3, 3), 1.0 / 9.0, dtype=torch.float64, device=device)
 
 
@@ -147,7 +147,7 @@ class NB201SuperNet(nn.Module):
         return len(self.search_cells)
 
     def fixed_weights(self) -> list[torch.Tensor]:
-        """Weights every architecture shares, in the original's order (spec §3.4): lastact BN, classifier,
+        """Weights every architecture shares, in the original's order (``get_arch_angle``): lastact BN, classifier,
         stem conv and BN, then per reduction block conv_a (+BN), conv_b (+BN), downsample conv."""
         out = [*self.lastact[0].parameters(), self.classifier.weight, self.classifier.bias, *self.stem.parameters()]
         for layer in self.layers:

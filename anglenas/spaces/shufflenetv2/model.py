@@ -1,4 +1,5 @@
-"""The SPOS ShuffleNetV2 blocks, supernet and stand-alone network (the authors' version, spec shufflenetv2-spos).
+"""The SPOS ShuffleNetV2 blocks, supernet and stand-alone network (the authors' version,
+megvii-model/SinglePathOneShot).
 
 A block splits its input into even and odd channels (the authors' channel shuffle). Stride 1: the even half passes
 through and the odd half goes through the main branch. Stride 2: a projection branch (k x k depthwise, 1x1) keeps the
