@@ -36,6 +36,7 @@ RUNS = {"spos": ("spos", []), "fairnas": ("fairnas", ["--uneven_fairness"]), "rs
 """Table label -> (searcher, its flags). darts2 is DARTS' second order; FairNAS' strict fairness over the unequal op
 counts a global drop leaves repeats a site's ops to fill its paths; ProxylessNAS searches for accuracy alone, as
 NB201's protocol (no hardware term)."""
+TIMINGS = "timings.json"
 RELAXED = ("darts", "darts2", "pdarts", "pertnas")
 """Labels whose searchers size their relaxed network with ``--init_channels`` / ``--layers``."""
 
@@ -173,13 +174,23 @@ class Table:
             if self.done(seed, space, label):
                 continue
             self.logger.info(f"seed {seed}, {space}: {label} ({i + 1}/{len(jobs)})")
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             self._shrink(seed, space) if label == "abs" else self._search(seed, space, label)
-            self.durations.setdefault(label, []).append(time.perf_counter() - start)
+            wall = time.perf_counter() - start
+            self.durations.setdefault(label, []).append(wall)
+            self._record_time(seed, space, label, wall, time.process_time() - cpu)
             left = [j for j in jobs[i + 1:] if not self.done(*j)]
             self.logger.info(f"table: {len(jobs) - len(left)}/{len(jobs)} runs done in "
                              f"{fmt_seconds(time.perf_counter() - t0)} | ETA {fmt_seconds(self._eta(left))}")
         return jobs
+
+    def _record_time(self, seed: int, space: str, label: str, wall: float, cpu: float) -> None:
+        """Wall and CPU seconds of every finished run, in ``SAVE/timings.json`` (the CPU time of a run does not
+        depend on what else the machine runs)."""
+        path = self.save / TIMINGS
+        times = json.loads(path.read_text()) if path.is_file() else {}
+        times[f"{seed}/{space}/{label}"] = {"wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)}
+        write_json(path, times)
 
     def _eta(self, left: list[tuple[int, str, str]]) -> float:
         """The runs left, each at the mean duration of its label so far (else of every run so far)."""

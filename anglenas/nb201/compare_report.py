@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from matplotlib.figure import Figure
 
 from anglenas.checkpoint import atomic_write_text
 from anglenas.nb201.api import DATASETS, Benchmark
-from anglenas.nb201.compare import Table, budget_of, load_result, result_path, space_ops, write_json
+from anglenas.nb201.compare import TIMINGS, Table, budget_of, load_result, result_path, space_ops, write_json
 
 GT = "cifar10"
 """The ground truth the table is ranked by (NB201's CIFAR-10 test accuracy; the others are recorded too)."""
@@ -64,7 +65,8 @@ def collect(table: Table) -> dict[str, Any]:
     best = int(np.argmax(bench.accuracies(GT)))
     return {"format": "anglenas-nb201-compare", "version": 1, "config": dataclasses.asdict(cfg), "ground_truth": GT,
             "optimum": {"index": best, "arch": bench[best], "gt": {d: bench.accuracy(best, d) for d in DATASETS}},
-            "spaces": spaces, "runs": runs, "shared_operators": shared_operators(spaces)}
+            "spaces": spaces, "runs": runs, "shared_operators": shared_operators(spaces),
+            "timings": json.loads(times.read_text()) if (times := table.save / TIMINGS).is_file() else {}}
 
 
 def shared_operators(spaces: list[dict]) -> list[dict]:
