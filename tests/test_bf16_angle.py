@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # as for a bench script
 
@@ -13,12 +12,7 @@ from bf16_angle import measure  # noqa: E402
 TINY = dict(space_name="gpu", width_mult=0.1, stem_stride=2, batch=16, steps=3, sample_num=3, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_identical_precisions_give_the_same_ranking_and_drops():

@@ -23,12 +23,7 @@ def gpu_ops() -> list[list[int]]:
     return [[site[0], site[-1]] for site in get_space("gpu").initial_operations()]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _search(tmp_path, searcher, space, ops, *flags):

@@ -33,14 +33,7 @@ from anglenas.spaces.darts.ops import PRIMITIVES, DilConv, FactorizedReduce, Ide
 from anglenas.stages.search import run_search
 from anglenas.stages.train_cifar import CifarTrainConfig, cutout, evaluate_checkpoint, resolve, run_train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions: one intra-op thread avoids OpenMP spinning on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # 2 ops per edge, as ABS leaves them (file order deliberately not sorted on some edges)

@@ -8,13 +8,7 @@ from anglenas.nb201.alpha import AlphaStep, RandomCellSampler, SinglePathView
 from anglenas.spaces.nb201 import NB201_SPACE
 from anglenas.spaces.relaxed import SoftmaxMixing
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model():

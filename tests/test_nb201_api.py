@@ -19,11 +19,6 @@ BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor
 
 
 @pytest.fixture(scope="module")
-def api():
-    return Benchmark.load()
-
-
-@pytest.fixture(scope="module")
 def rows():
     with open(TABLE, newline="") as fh:
         return list(csv.DictReader(fh))

@@ -10,14 +10,7 @@ from anglenas.spaces.nb201.cells import EDGES, NONE, POOL, SKIP, all_cells
 from anglenas.spaces.nb201.space import NB201_SPACE, CellPathSampler
 from anglenas.spaces.nb201.supernet import NB201SuperNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine oversubscribed threads make these small convs 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ALL_PATHS = ((0, 3), (0, 2, 3), (0, 1, 2, 3), (0, 1, 3))  # get_arch_angle's paths, written out again here

@@ -14,12 +14,7 @@ from anglenas.spaces.relaxed import PathMixing, SoftmaxMixing
 SHRUNK = [[1, 3], [0, 2, 3], [4], [0, 1, 2, 3, 4], [3, 4], [0, 3]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def relaxed_with_weights_of(supernet: NB201SuperNet, ops):

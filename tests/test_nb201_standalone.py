@@ -10,7 +10,6 @@ import torch
 
 from anglenas.checkpoint import load_checkpoint
 from anglenas.errors import UserError
-from anglenas.nb201.api import Benchmark
 from anglenas.nb201.standalone import (
     ORIGINAL_INDICES,
     StandaloneConfig,
@@ -31,18 +30,7 @@ TINY = dict(dataset="embedded", channels=4, cells_per_stage=1, resolution=8, tra
             epochs=2, batch_size=32, lr=0.05, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One CPU thread: several threads on a loaded 2-core machine make these tiny networks 30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def api():
-    return Benchmark.load()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomised_supernet(seed=0):

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from anglenas.config import parse_config
 from anglenas.errors import UserError
@@ -34,13 +33,7 @@ from anglenas.stages.search import run_search
 NONE, SKIP, SEP3, SEP5, DIL3, DIL5 = 0, 3, 4, 5, 6, 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions: one intra-op thread avoids OpenMP spinning on a shared, oversubscribed CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_min_k_drops_none_first_then_the_weakest():

@@ -236,15 +236,11 @@ def search(cfg: ProxylessConfig, until_step=None):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_runs():
-    """One CPU thread (on the shared machine two contended threads are ~10x slower) and the embedded images
-    decoded once for the module's runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def fast_runs(one_thread):
+    """One CPU thread and the embedded images decoded once for the module's runs."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(anglenas.data, "load_embedded", functools.lru_cache(anglenas.data.load_embedded))
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
