@@ -1,12 +1,14 @@
 """Atomic checkpoint and file writes: a crash mid-write never leaves a truncated file behind."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Iterator
 
 import torch
 
@@ -139,3 +141,30 @@ def check_writable(path: str | Path, what: str, flag: str, *, folder: bool | Non
                 made.rmdir()
             except OSError:
                 pass
+
+
+SETUP_FILES = frozenset({"log.txt", "config.yaml", "tb"})
+"""What a run writes into its folder while it sets up, before any work: its log, TensorBoard's folder, its settings."""
+
+
+@contextlib.contextmanager
+def removed_if_refused(folder: str | Path, setup_files: Collection[str] = ()) -> Iterator[None]:
+    """Run the block; when a :class:`UserError` refuses the run inside it, remove ``folder`` again if the block
+    created it and it holds nothing but what a set-up writes (:data:`SETUP_FILES`, ``setup_files``, empty
+    folders), with the parents created for it. Bad input found while a stage sets up (a data folder that is not
+    there, a batch larger than the data) leaves no run folder behind; a run that saved work keeps it."""
+    folder = Path(folder)
+    new = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except UserError:
+        keep = SETUP_FILES | set(setup_files)
+        if new and folder.is_dir() and all(p.is_dir() or keep.intersection(p.relative_to(folder).parts)
+                                           for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
+            for parent in new[1:]:  # the parents made for it, while empty
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+        raise

@@ -47,7 +47,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def field(default: Any, help: str, *, low: float | None = None, high: float | None = None, **kwargs: Any) -> Any:
     """A dataclass field with a help string and, for a number, its allowed range ``low <= value <= high`` (either
-    end optional; ``None`` values are not checked). ``choices=``; ``presets=`` a callable giving, for each choice,
+    end optional; ``None`` values are not checked; a ``tuple[X, ...]`` field takes one or more values, each
+    checked). ``choices=``; ``presets=`` a callable giving, for each choice,
     the defaults that choice sets on other fields, and under the name of a preset flag such as ``demo`` those it
     sets when that flag is given too."""
     bounds = {k: v for k, v in (("low", low), ("high", high)) if v is not None}
@@ -82,11 +83,12 @@ def check_ranges(cfg: Any) -> Any:
     and the range."""
     for f in dataclasses.fields(cfg):
         meta, value = field_meta(type(cfg), f.name), getattr(cfg, f.name)
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
         low, high = meta.get("low"), meta.get("high")
-        if (low is not None and value < low) or (high is not None and value > high) or value != value:
-            raise UserError(f"--{f.name} must be {range_text(meta)}, got {value:g}")
+        for item in value if isinstance(value, tuple) else (value,):  # a tuple field: each of its values
+            if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if (low is not None and item < low) or (high is not None and item > high) or item != item:
+                raise UserError(f"--{f.name} must be {range_text(meta)}, got {item:g}")
     return cfg
 
 
@@ -130,12 +132,21 @@ def _base_type(tp: Any) -> tuple[type, bool]:
     return tp, False
 
 
+def _item_type(tp: Any) -> Any:
+    """The item type of a ``tuple[X, ...]`` field (a flag taking one or more values), else None."""
+    base, _ = _base_type(tp)
+    return typing.get_args(base)[0] if typing.get_origin(base) is tuple else None
+
+
 def _coerce(name: str, value: Any, tp: Any) -> Any:
     base, optional = _base_type(tp)
     if value is None:
         if optional:
             return None
         raise UserError(f"{name} may not be empty")
+    item = _item_type(tp)
+    if item is not None:  # a YAML list, or one value
+        return tuple(_coerce(name, v, item) for v in (value if isinstance(value, (list, tuple)) else [value]))
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -207,14 +218,16 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
         help_text = meta.get("help", "") + (f" ({range_text(meta)})" if range_text(meta) else "")
         choices = meta.get("choices")
         choices = tuple(c for c in choices if c is not None) if choices else None
+        item = _item_type(hints[f.name])
         if base is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=values[f.name], help=help_text)
         else:
             parser.add_argument(*flags, default=values[f.name], help=help_text, choices=choices,
-                                type=lambda v, n=f.name, t=hints[f.name]: _coerce(n, v, t))
+                                nargs=None if item is None else "+",
+                                type=lambda v, n=f.name, t=item or hints[f.name]: _coerce(n, v, t))
     args = vars(parser.parse_args(argv))
     args.pop("config")
-    return check_ranges(cls(**args))
+    return check_ranges(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}))
 
 
 def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
@@ -244,8 +257,9 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
     for key, value in doc.items():
         out[key] = _coerce(key, value, hints[key])
         choices = field_meta(cls, key).get("choices")
-        if choices and out[key] is not None and out[key] not in choices:
-            raise UserError(f"config key {key!r} must be one of {choices}, got {out[key]!r}")
+        for item in out[key] if isinstance(out[key], tuple) else (out[key],):
+            if choices and item is not None and item not in choices:
+                raise UserError(f"config key {key!r} must be one of {choices}, got {item!r}")
     return out
 
 

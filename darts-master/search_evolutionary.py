@@ -15,8 +15,8 @@ from anglenas.stages.search import parse_search, run_search
 
 
 @cli
-def main() -> None:
-    run_search(*parse_search(searcher="pertnas", description=__doc__))
+def main(argv=None) -> None:
+    run_search(*parse_search(argv, "pertnas", __doc__, prog="search_evolutionary.py"))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from anglenas.stages.train_cifar import DEMO, CifarTrainConfig, evaluate_checkpo
 
 
 @cli
-def main() -> None:
-    cfg = parse_config(CifarTrainConfig, description=__doc__, presets={"demo": DEMO})
+def main(argv=None) -> None:
+    cfg = parse_config(CifarTrainConfig, argv, description=__doc__, prog="train.py", presets={"demo": DEMO})
     if cfg.eval:
         evaluate_checkpoint(cfg)
     else:

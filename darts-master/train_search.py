@@ -15,8 +15,8 @@ from anglenas.stages.search import parse_search, run_search
 
 
 @cli
-def main() -> None:
-    run_search(*parse_search(searcher="darts", description=__doc__,
+def main(argv=None) -> None:
+    run_search(*parse_search(argv, "darts", __doc__, prog="train_search.py",
                              presets={"demo": {**DEMO, **DartsSpace.search_demo}}))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anglenas.checkpoint import check_writable
 from anglenas.config import field, parse_config
 from anglenas.errors import UserError, cli
 from anglenas.nb201.api import Benchmark
@@ -28,14 +29,19 @@ def main(argv=None) -> None:
     if not table.is_file():
         raise UserError(f"{table} does not exist; pass --run with the --save folder of angle_tau.py")
     summary = json.loads(table.read_text())
+    seed = summary["seeds"][-1]
+    scores = run / f"seed-{seed}" / "scores.npz"
+    if not scores.is_file():
+        raise UserError(f"{scores} does not exist: {run} is not a finished angle_tau.py run; finish it by running "
+                        f"angle_tau.py again with the same settings")
+    with np.load(scores) as z:
+        angles = z["angle"]
+    bench = Benchmark.load(summary["config"]["benchmark"] or None)
     out = Path(cfg.out or run)
+    check_writable(out, "figure folder", "--out")
     out.mkdir(parents=True, exist_ok=True)
     gt = summary["ground_truth"]
     plot_tau_per_epoch(summary["per_epoch"], gt, out / "tau_per_epoch.png")
-    seed = summary["seeds"][-1]
-    with np.load(run / f"seed-{seed}" / "scores.npz") as z:
-        angles = z["angle"]
-    bench = Benchmark.load(summary["config"]["benchmark"] or None)
     plot_angle_vs_accuracy(angles, bench.accuracies(gt), gt, out / "angle_vs_accuracy.png")
     print(f"wrote {out / 'tau_per_epoch.png'} and {out / 'angle_vs_accuracy.png'}")
 

@@ -12,14 +12,13 @@ the benchmark's, angle between initial and final weights), ``log.txt``, ``config
 """
 import json
 
-import torch
-
+from anglenas.checkpoint import check_writable
 from anglenas.config import parse_config
 from anglenas.errors import cli
 from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.standalone import StandaloneData, TrainArchConfig, cell_of, train_cell
-from anglenas.runtime import pick_device
+from anglenas.runtime import pick_device, use_threads
 
 DEMO = {"dataset": "embedded", "channels": 8, "cells_per_stage": 1, "resolution": 16, "epochs": 3, "batch_size": 64,
         "lr": 0.05, "threads": 1, "save": "runs/nb201-train-arch-demo"}
@@ -28,13 +27,16 @@ DEMO = {"dataset": "embedded", "channels": 8, "cells_per_stage": 1, "resolution"
 @cli
 def main(argv=None) -> None:
     cfg = parse_config(TrainArchConfig, argv, description=__doc__, prog="train_arch.py", presets={"demo": DEMO})
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    check_writable(cfg.save, "run folder", "--save")
+    threads = use_threads(cfg.threads)
     bench = Benchmark.load(cfg.benchmark or None)
     cell, _ = cell_of(cfg.arch, cfg.index, bench)
     device = pick_device(cfg.device)
-    logger = RunLogger(cfg.save)
-    summary = train_cell(cfg, cell, cfg.save, StandaloneData(cfg, device), bench, device, logger)
+    data = StandaloneData(cfg, device)
+    data.train_stream(cfg.batch_size, cfg.seed)  # refuses a batch larger than the training set
+    logger = RunLogger(cfg.save)  # after the inputs are checked: none leaves a folder
+    logger.info(f"{device}, {threads} CPU thread(s)")
+    summary = train_cell(cfg, cell, cfg.save, data, bench, device, logger)
     logger.close()
     print(json.dumps({k: summary[k] for k in ("arch", "benchmark_index", "top1", "benchmark_top1",
                                                "angle_init_final")}, indent=2))

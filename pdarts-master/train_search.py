@@ -15,8 +15,8 @@ from anglenas.stages.search import parse_search, run_search
 
 
 @cli
-def main() -> None:
-    run_search(*parse_search(searcher="pdarts", description=__doc__,
+def main(argv=None) -> None:
+    run_search(*parse_search(argv, "pdarts", __doc__, prog="train_search.py",
                              presets={"demo": {**DEMO, "init_channels": 4, "layers": 2}}))
 
 

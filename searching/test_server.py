@@ -9,8 +9,8 @@ from anglenas.searchers.spos.server import DEMO, ServerConfig, TestServer
 
 
 @cli
-def main() -> None:
-    TestServer(parse_with_broker(ServerConfig, site_broker_settings(__file__), __doc__, {"demo": DEMO})).serve()
+def main(argv=None) -> None:
+    TestServer(parse_with_broker(ServerConfig, site_broker_settings(__file__), __doc__, {"demo": DEMO}, argv)).serve()
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from anglenas.stages.shrink import DEMO, ShrinkConfig, Shrinker
 
 
 @cli
-def main() -> None:
-    cfg = parse_config(ShrinkConfig, description=__doc__, presets={"demo": DEMO})
+def main(argv=None) -> None:
+    cfg = parse_config(ShrinkConfig, argv, description=__doc__, prog="main.py", presets={"demo": DEMO})
     Shrinker(cfg).run()
 
 

@@ -16,8 +16,8 @@ from anglenas.stages.train import FinalTrainConfig, FinalTrainer
 
 
 @cli
-def main() -> None:
-    cfg = parse_config(FinalTrainConfig, description=__doc__)
+def main(argv=None) -> None:
+    cfg = parse_config(FinalTrainConfig, argv, description=__doc__, prog="train_from_scratch.py")
     trainer = FinalTrainer(cfg)
     if cfg.eval:
         result = trainer.evaluate_checkpoint()

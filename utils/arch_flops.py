@@ -12,11 +12,24 @@ architectures use the space's lookup table at the paper's size (--table reads on
 get_flops_lookup_table.py); other architectures (DARTS genotypes) are counted by running the network. An auxiliary
 head is not counted.
 """
+from dataclasses import dataclass
+
 from anglenas.archs import parse_arch
-from anglenas.config import ArgumentParser, HelpFormatter
+from anglenas.config import field, parse_config
 from anglenas.errors import UserError, cli
 from anglenas.flops import FlopsTable
 from anglenas.spaces import get_space, space_names
+
+
+@dataclass
+class ArchFlopsConfig:
+    arch: str = field("", "op ids, a published name, a search_result.json or genotype")
+    space: str | None = field(None, "space (default: inferred from the architecture)", choices=space_names())
+    rank: int = field(0, "which architecture of a search result (0 = best)", low=0)
+    table: str = field("", "a FLOPs lookup table JSON to use instead of the paper-size table")
+    width_mult: float = field(1.0, "channel width multiplier", low=1e-3)
+    init_channels: int | None = field(None, "initial channels C of a cell network (darts genotypes: 45 at width 1, "
+                                            "the paper's; nb201: 16)", low=1)
 
 
 def network_params(space, arch) -> int:
@@ -29,27 +42,22 @@ def network_params(space, arch) -> int:
 
 
 @cli
-def main() -> None:
-    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--space", choices=space_names(), help="space (default: inferred from the architecture)")
-    parser.add_argument("--arch", required=True, help="op ids, a published name, a search_result.json or genotype")
-    parser.add_argument("--rank", type=int, default=0, help="which architecture of a search result (0 = best)")
-    parser.add_argument("--table", help="a FLOPs lookup table JSON to use instead of the paper-size table")
-    parser.add_argument("--width_mult", type=float, default=1.0, help="channel width multiplier")
-    parser.add_argument("--init_channels", type=int, help="initial channels C of a cell network (darts genotypes: 45 at width 1, the paper's; nb201: 16)")
-    args = parser.parse_args()
-    name, arch = parse_arch(args.arch, args.space, args.rank)
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(ArchFlopsConfig, argv, description=__doc__, prog="arch_flops.py")
+    if not cfg.arch:
+        raise UserError("pass --arch: op ids, a published name, a search_result.json or a genotype")
+    name, arch = parse_arch(cfg.arch, cfg.space, cfg.rank)
     space = get_space(name)
-    width = args.width_mult if args.init_channels is None else space.width_for_channels(arch, args.init_channels)
+    width = cfg.width_mult if cfg.init_channels is None else space.width_for_channels(arch, cfg.init_channels)
     if width != 1.0:
         space = space.scaled(width)
     per_site = isinstance(arch, (list, tuple)) and all(isinstance(op, int) for op in arch)
     print(f"space: {name} ({space.input_size}x{space.input_size}, width {width:g}, {space.num_classes} classes)")
     print(f"arch: {space.format_arch(arch)}")
     if per_site:
-        table = FlopsTable.load(args.table) if args.table else space.flops_table()
+        table = FlopsTable.load(cfg.table) if cfg.table else space.flops_table()
         if table.space != name:
-            raise UserError(f"table {args.table!r} is for the {table.space} space, not {name}; "
+            raise UserError(f"table {cfg.table!r} is for the {table.space} space, not {name}; "
                             f"write one with utils/get_flops_lookup_table.py --space {name}")
         flops, params = table.arch_flops(arch), table.arch_params(arch)
     else:

@@ -11,41 +11,33 @@ size a space does not take stops the script with nothing written.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from anglenas.checkpoint import atomic_write_text, check_writable
-from anglenas.config import ArgumentParser, HelpFormatter
+from anglenas.config import field, parse_config
 from anglenas.errors import cli
 from anglenas.spaces import get_space, space_names
 
 
-def positive(kind: type, low: float):
-    def convert(text: str):
-        value = kind(text)
-        if value < low:
-            raise ValueError(text)
-        return value
-
-    convert.__name__ = f"{kind.__name__} >= {low:g}"  # argparse names the expected type in its one-line error
-    return convert
+@dataclass
+class TableConfig:
+    space: tuple[str, ...] = field(tuple(space_names()), "spaces to table (default: all)", choices=space_names())
+    save_dir: str = field("runs/flops-tables", "folder of the op_flops_<space>.json files")
+    width_mult: float = field(1.0, "channel width multiplier", low=1e-3)
+    input_size: int | None = field(None, "input resolution (default: each space's own)", low=8)
+    num_classes: int | None = field(None, "classes (default: each space's own)", low=1)
+    stem_stride: int | None = field(None, "stem stride (default: each space's own)", low=1, high=2)
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="get_flops_lookup_table.py", description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--space", nargs="+", default=space_names(), choices=space_names(),
-                        help="spaces to table (default: all)")
-    parser.add_argument("--save_dir", default="runs/flops-tables", help="folder of the op_flops_<space>.json files")
-    parser.add_argument("--width_mult", type=positive(float, 1e-3), default=1.0, help="channel width multiplier")
-    parser.add_argument("--input_size", type=positive(int, 8), help="input resolution (default: each space's own)")
-    parser.add_argument("--num_classes", type=positive(int, 1), help="classes (default: each space's own)")
-    parser.add_argument("--stem_stride", type=int, choices=(1, 2), help="stem stride (default: each space's own)")
-    args = parser.parse_args(argv)
-    tables = [get_space(name).scaled(args.width_mult, args.input_size, args.num_classes, args.stem_stride)
-              .flops_table() for name in args.space]
-    check_writable(args.save_dir, "lookup-table folder", "--save_dir")
+    cfg = parse_config(TableConfig, argv, description=__doc__, prog="get_flops_lookup_table.py")
+    tables = [get_space(name).scaled(cfg.width_mult, cfg.input_size, cfg.num_classes, cfg.stem_stride)
+              .flops_table() for name in cfg.space]
+    check_writable(cfg.save_dir, "lookup-table folder", "--save_dir")
     for table in tables:
-        path = Path(args.save_dir) / f"op_flops_{table.space}.json"
+        path = Path(cfg.save_dir) / f"op_flops_{table.space}.json"
         atomic_write_text(path, table.to_json())
         print(f"{path}: {table.space} space at {table.input_size}x{table.input_size}, width {table.width_mult:g}, "
               f"{table.num_classes} classes, stem stride {table.stem_stride}: pre {table.pre / 1e6:.2f}M, post "

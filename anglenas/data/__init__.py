@@ -59,8 +59,8 @@ class DataConfig:
     test_dir: str = field("", "ImageNet val folder (one sub-folder per class)")
     data_dir: str = field("", "CIFAR python-pickle folder, or the CIFAR-10 JPEG tarball for cifar10-jpg")
     search_val_size: int | None = field(None, "training images held out as search-val "
-                                              "(default: 50000 for ImageNet, 10%% of train otherwise)")
-    split_seed: int = field(0, "seed of the search-train / search-val split (keep it equal across stages)")
+                                              "(default: 50000 for ImageNet, 10%% of train otherwise)", low=1)
+    split_seed: int = field(0, "seed of the search-train / search-val split (keep it equal across stages)", low=0)
     resolution: int | None = field(None, "in-memory datasets: resize the images once to this side (default: as "
                                          "stored, 32 for CIFAR)", low=4)
     train_limit: int | None = field(None, "in-memory datasets: a fixed random subset of this many training images "

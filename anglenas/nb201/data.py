@@ -48,9 +48,9 @@ class NB201DataConfig:
     dataset: str = field("cifar10-jpg", "training data", choices=DATASETS)
     data_dir: str = field("", "cifar10-jpg: the JPEG tarball; cifar10/cifar100: the python-pickle folder; "
                               "ImageNet16-120: the folder of train_data_batch_* and val_data")
-    split_seed: int = field(0, "seed of the deterministic train/valid split")
+    split_seed: int = field(0, "seed of the deterministic train/valid split", low=0)
     resolution: int | None = field(None, "input side in pixels (default: the dataset's, 32 or 16); smaller "
-                                         "values downscale the images once, on the device")
+                                         "values downscale the images once, on the device", low=4)
 
 
 def load_imagenet16(root: str | Path, classes: int = 120) -> dict[str, ImageArrays]:

@@ -27,6 +27,7 @@ from anglenas.abs.angle import ArchAngles, snapshot
 from anglenas.checkpoint import (
     atomic_write_text,
     check_same_settings,
+    check_writable,
     load_checkpoint,
     open_run,
     run_settings,
@@ -44,8 +45,9 @@ from anglenas.nb201.drop import DROP_METRICS, FULL_OPS, drop_report, ground_trut
 from anglenas.nb201.metrics import kendall_tau, random_scores, spearman_rho, supernet_accuracy
 from anglenas.nb201.optim import SEMANTICS, update_every_parameter
 from anglenas.nb201.search import evolve
+from anglenas.runtime import use_threads
 from anglenas.searchers.spos.evolution import Arch, EvolutionConfig
-from anglenas.spaces.nb201.cells import OPS, to_str
+from anglenas.spaces.nb201.cells import NUM_ARCHS, NUM_EDGES, OPS, to_str
 from anglenas.spaces.nb201.space import NB201_SPACE
 from anglenas.spaces.nb201.supernet import upgrade_keys
 from anglenas.train.dist import init_distributed
@@ -65,47 +67,44 @@ RESUMABLE_FIELDS = ("device", "amp", "save", "benchmark", "epochs", "eval_epochs
 class NB201Config(NB201DataConfig, SupernetTrainConfig):
     """NB201 supernet training and angle / accuracy ranking (the defaults aim at one GPU)."""
 
-    batch_size: int = field(256, "batch size")
-    lr: float = field(0.1, "initial learning rate (linear decay to min_lr over lr_horizon_epochs)")
-    min_lr: float = field(1e-3, "learning-rate floor")
+    batch_size: int = field(256, "batch size", low=1)
+    lr: float = field(0.1, "initial learning rate (linear decay to min_lr over lr_horizon_epochs)", low=0)
+    min_lr: float = field(1e-3, "learning-rate floor", low=0)
     weight_decay: float = field(5e-4, "weight decay (original: every parameter; sampled_only: conv and classifier "
-                                      "weights)")
+                                      "weights)", low=0)
     optimizer_semantics: str = field("original", "original: every parameter is stepped every step (Nesterov "
                                                  "momentum, decay on all, BN included), as the original's NB201 "
                                                  "trainer; sampled_only: only the sampled path moves",
                                      choices=SEMANTICS)
-    label_smoothing: float = field(0.0, "label smoothing")
-    seed: int = field(0, "first seed (seeds seed, seed+1, ...)")
+    label_smoothing: float = field(0.0, "label smoothing", low=0, high=1)
+    seed: int = field(0, "first seed (seeds seed, seed+1, ...)", low=0)
     save: str = field("runs/nb201", "run folder (one seed-N sub-folder per seed)")
     benchmark: str = field("", "ground truth: official NB201 / NATS-Bench file or CSV (default: the shipped table)")
-    channels: int = field(16, "channels of the first stage (NB201: 16)")
-    cells_per_stage: int = field(5, "search cells per stage (NB201: 5)")
-    epochs: int = field(30, "supernet training epochs")
-    lr_horizon_epochs: int | None = field(None, "epochs over which the LR decays (default: --epochs)")
+    channels: int = field(16, "channels of the first stage (NB201: 16)", low=1)
+    cells_per_stage: int = field(5, "search cells per stage (NB201: 5)", low=1)
+    epochs: int = field(30, "supernet training epochs", low=1)
+    lr_horizon_epochs: int | None = field(None, "epochs over which the LR decays (default: --epochs)", low=1)
     eval_epochs: str = field("1,2,5,10,20,30", "epochs whose weights are kept and whose angles are ranked")
-    seeds: int = field(1, "number of seeds")
+    seeds: int = field(1, "number of seeds", low=1)
     base: str = field("init", "base weights W0 of the angle: init (true initialisation) or epoch1 (the "
                               "original's 'epoch-0' checkpoint, saved after the first epoch)",
                       choices=("init", "epoch1"))
-    acc_archs: int = field(300, "architectures whose supernet accuracy (with / without ReBN) is measured")
-    rebn_images: int = field(2000, "training images of the BN recalibration")
-    eval_images: int = field(5000, "valid images of each accuracy measurement")
-    eval_batch_size: int = field(500, "batch size of ReBN and evaluation")
-    drop_num: int = field(20, "operators dropped in one round by drop_ops.py and for search.py's ABS space")
-    threads: int = field(0, "CPU threads of torch (0: torch's default; 1 is far faster on a shared, loaded CPU)")
+    acc_archs: int = field(300, "architectures whose supernet accuracy (with / without ReBN) is measured", low=0,
+                           high=NUM_ARCHS)
+    rebn_images: int = field(2000, "training images of the BN recalibration", low=1)
+    eval_images: int = field(5000, "valid images of each accuracy measurement", low=1)
+    eval_batch_size: int = field(500, "batch size of ReBN and evaluation", low=1)
+    drop_num: int = field(20, "operators dropped in one round by drop_ops.py and for search.py's ABS space (every "
+                              "edge keeps one)", low=0, high=NUM_EDGES * (len(OPS) - 1))
     demo: bool = field(False, "small settings on the embedded mini CIFAR-10: a few minutes on a CPU")
     preset: str | None = field(None, "named settings: cpu = the best angle tau on 2 CPU cores in 5 minutes a seed "
                                      "(real CIFAR-10; give --data_dir)", choices=(None, "cpu"),
                                presets=lambda: {"cpu": CPU})
 
     def checked(self) -> "NB201Config":
-        epochs = self.eval_epoch_list()
-        if self.epochs < 1 or self.seeds < 1:
-            raise UserError("--epochs and --seeds must be at least 1")
-        if self.base == "epoch1" and 1 not in epochs:
+        """``self`` when the settings the ranges cannot express fit together (the eval epochs, the base)."""
+        if self.base == "epoch1" and 1 not in self.eval_epoch_list():
             raise UserError("--base epoch1 needs epoch 1 in --eval_epochs")
-        if self.acc_archs < 0 or self.eval_images < 1 or self.rebn_images < 1:
-            raise UserError("--acc_archs must be >= 0 and --eval_images / --rebn_images >= 1")
         return self
 
     def eval_epoch_list(self) -> list[int]:
@@ -380,16 +379,18 @@ class Experiment:
 
     def __init__(self, cfg: NB201Config) -> None:
         self.cfg = cfg.checked()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        check_writable(cfg.save, "run folder", "--save")
+        threads = use_threads(cfg.threads)
         _, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
-        self.logger = RunLogger(self.save)
         self.bench = Benchmark.load(cfg.benchmark or None)
         self.data = NB201Data(cfg, self.device)
+        self.data.train_stream(cfg.batch_size, cfg.seed)  # refuses a batch larger than the training set
+        self.logger = RunLogger(self.save)  # after the inputs are checked: none leaves a folder
         atomic_write_text(self.save / "config.yaml", to_yaml(cfg))
         self.logger.info(f"NB201 on {cfg.dataset} ({len(self.data.train_y)} train / {len(self.data.valid_y)} valid, "
-                         f"{self.data.input_size}px) on {self.device}; ground truth {self.bench.source}")
+                         f"{self.data.input_size}px) on {self.device}, {threads} CPU thread(s); ground truth "
+                         f"{self.bench.source}")
 
     def runs(self):
         """The trained :class:`SupernetRun` of each seed, one after the other."""

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from anglenas.config import field
 from anglenas.errors import UserError
 from anglenas.nb201.api import DATASETS, Benchmark
+from anglenas.spaces.nb201.cells import NUM_ARCHS
 
 
 @dataclass
 class QueryConfig:
     arch: str = field("", "NB201 arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
-    index: int | None = field(None, "NB201 index (instead of --arch)", low=0)
+    index: int | None = field(None, "NB201 index (instead of --arch)", low=0, high=NUM_ARCHS - 1)
     benchmark: str = field("", "official NB201 / NATS-Bench file or CSV (default: the shipped table)")
 
 

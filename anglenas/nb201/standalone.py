@@ -26,8 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from anglenas.checkpoint import atomic_write_text, check_same_settings, load_checkpoint, run_settings, save_checkpoint
-from anglenas.config import field, to_yaml
+from anglenas.checkpoint import (
+    atomic_write_text,
+    check_same_settings,
+    check_writable,
+    load_checkpoint,
+    run_settings,
+    save_checkpoint,
+)
+from anglenas.config import RuntimeConfig, field, override, to_yaml
 from anglenas.data.normalize import CIFAR_NORMALIZE
 from anglenas.data.sources import resize_images, to_tensor_nchw
 from anglenas.data.streams import TensorStream, tensor_eval_batches
@@ -36,7 +43,7 @@ from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
 from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets
 from anglenas.nb201.metrics import kendall_tau
-from anglenas.runtime import pick_device
+from anglenas.runtime import pick_device, use_threads
 from anglenas.spaces.nb201 import cells as space
 from anglenas.spaces.nb201.cells import CONV1, CONV3, NONE, PATHS, POOL, Cell, path_edges
 from anglenas.spaces.nb201.network import NB201Network, cell_cost
@@ -58,32 +65,28 @@ RESUMABLE = {"save", "device", "threads", "data_dir", "benchmark", "demo", "cpu"
 
 
 @dataclass
-class StandaloneConfig:
+class StandaloneConfig(RuntimeConfig):
     """Training one NB201 cell from scratch; the defaults are NB201's 200-epoch recipe at NB201's size."""
 
     dataset: str = field("cifar10-jpg", "training data", choices=DATASETS)
     data_dir: str = field("", "cifar10-jpg: the JPEG tarball; cifar10 / cifar100: the python-pickle folder; "
                               "ImageNet16-120: the folder of train_data_batch_* and val_data")
     benchmark: str = field("", "ground truth: official NB201 / NATS-Bench file or CSV (default: the shipped table)")
-    save: str = field("runs/nb201-standalone", "run folder")
-    channels: int = field(16, "C, the width of the first stage (NB201: 16)")
-    cells_per_stage: int = field(5, "N, cells per stage (NB201: 5)")
-    resolution: int | None = field(None, "input side in pixels (default: the dataset's, 32 or 16)")
-    train_limit: int = field(0, "train on a fixed random subset of this many training images (0: all)")
-    test_limit: int = field(0, "test on a fixed random subset of this many test images (0: all)")
-    epochs: int = field(200, "training epochs")
-    batch_size: int = field(256, "batch size")
-    lr: float = field(0.1, "initial learning rate")
-    min_lr: float = field(0.0, "final learning rate of the cosine schedule")
-    momentum: float = field(0.9, "SGD momentum")
+    save: str = override("runs/nb201-standalone")
+    amp: bool = override(True)
+    channels: int = field(16, "C, the width of the first stage (NB201: 16)", low=1)
+    cells_per_stage: int = field(5, "N, cells per stage (NB201: 5)", low=1)
+    resolution: int | None = field(None, "input side in pixels (default: the dataset's, 32 or 16)", low=4)
+    train_limit: int = field(0, "train on a fixed random subset of this many training images (0: all)", low=0)
+    test_limit: int = field(0, "test on a fixed random subset of this many test images (0: all)", low=0)
+    epochs: int = field(200, "training epochs", low=1)
+    batch_size: int = field(256, "batch size", low=1)
+    lr: float = field(0.1, "initial learning rate", low=0)
+    min_lr: float = field(0.0, "final learning rate of the cosine schedule", low=0)
+    momentum: float = field(0.9, "SGD momentum", low=0, high=1)
     nesterov: bool = field(True, "Nesterov momentum")
-    weight_decay: float = field(5e-4, "weight decay (on every parameter, as NB201)")
-    seed: int = field(0, "seed of the initialisation and of the batches")
-    eval_batch_size: int = field(500, "test batch size")
-    amp: bool = field(True, "bf16 autocast on GPUs")
-    device: str = field("auto", "auto, cpu or cuda")
-    threads: int = field(0, "CPU threads (0: torch's default)")
-    demo: bool = field(False, "a short CPU run on the embedded mini CIFAR-10 (the script's DEMO preset)")
+    weight_decay: float = field(5e-4, "weight decay (on every parameter, as NB201)", low=0)
+    eval_batch_size: int = field(500, "test batch size", low=1)
 
 
 @dataclass
@@ -91,7 +94,7 @@ class TrainArchConfig(StandaloneConfig):
     """``nas-bench-201/train_arch.py``: one cell given by arch string or benchmark index."""
 
     arch: str = field("", "NB201 arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
-    index: int | None = field(None, "NB201 benchmark index (instead of --arch)")
+    index: int | None = field(None, "NB201 benchmark index (instead of --arch)", low=0, high=space.NUM_ARCHS - 1)
 
 
 @dataclass
@@ -99,12 +102,12 @@ class StandaloneTauConfig(StandaloneConfig):
     """The stand-alone angle experiment; the defaults are the paper's CIFAR-10 settings
     (``SPOS_standalone_cifar10.config``)."""
 
-    save: str = field("runs/nb201-standalone-tau", "run folder (one sub-folder per cell)")
-    epochs: int = field(100, "training epochs")
-    batch_size: int = field(512, "batch size")
-    lr: float = field(0.25, "initial learning rate")
-    min_lr: float = field(0.001, "final learning rate of the cosine schedule")
-    nesterov: bool = field(False, "Nesterov momentum")
+    save: str = override("runs/nb201-standalone-tau")
+    epochs: int = override(100)
+    batch_size: int = override(512)
+    lr: float = override(0.25)
+    min_lr: float = override(0.001)
+    nesterov: bool = override(False)
     cells: str = field("", "comma-separated original indices (default: all 50, 0, 200, ..., 9800)")
     cpu: bool = field(False, "the CPU preset: a small network and a short schedule on a CIFAR-10 subset, "
                              "a few minutes a cell (the script's CPU preset)")
@@ -340,16 +343,18 @@ def plot_standalone(records: list[dict], dataset: str, path: Path):
 
 def run_standalone_tau(cfg: StandaloneTauConfig) -> dict:
     """Train the cells of ``cfg.cells`` one after another (a finished cell is kept), then rank them by angle."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    save = Path(cfg.save)
-    logger = RunLogger(save)
-    bench = Benchmark.load(cfg.benchmark or None)
-    data = StandaloneData(cfg, device)
-    dataset = GROUND_TRUTH[cfg.dataset]
     indices = parse_indices(cfg.cells)
     cells = original_cells(indices)
+    save = Path(cfg.save)
+    check_writable(save, "run folder", "--save")
+    threads = use_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    bench = Benchmark.load(cfg.benchmark or None)
+    data = StandaloneData(cfg, device)
+    data.train_stream(cfg.batch_size, cfg.seed)  # refuses a batch larger than the training set
+    dataset = GROUND_TRUTH[cfg.dataset]
+    logger = RunLogger(save)  # after the inputs are checked: none leaves a folder
+    logger.info(f"{len(cells)} cells on {device}, {threads} CPU thread(s)")
     cell_cfg = StandaloneConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(StandaloneConfig)})
     records, t0 = [], time.perf_counter()
     for n, (original, cell) in enumerate(zip(indices, cells)):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from anglenas.checkpoint import atomic_write_text, check_writable
+from anglenas.checkpoint import atomic_write_text, check_writable, removed_if_refused
 from anglenas.config import parse_config
 from anglenas.errors import UserError
 from anglenas.operations import Operations, load_operations
@@ -50,10 +50,11 @@ def run_search(searcher: Searcher, cfg: Any) -> SearchResult | None:
     check_writable(save, "run folder", "--save")
     spent = _time_spent(save)
     t0 = time.perf_counter()
-    try:
-        result = searcher.run(cfg, operations)
-    finally:
-        _write_time(save, spent + time.perf_counter() - t0)
+    with removed_if_refused(save, {TIME_FILE}):
+        try:
+            result = searcher.run(cfg, operations)
+        finally:
+            _write_time(save, spent + time.perf_counter() - t0)
     if result is None:
         return None
     result.cost.setdefault("wall_seconds", round(spent + time.perf_counter() - t0, 2))

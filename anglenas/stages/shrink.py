@@ -59,7 +59,7 @@ class ShrinkConfig(DataConfig, SupernetTrainConfig, SizeConfig):
     limit_flops: bool = field(True, "only sample children within [min_flops, max_flops]")
     min_flops: float = field(0.0, "FLOPs floor of sampled children (paper units: 224x224, width 1)", low=0)
     max_flops: float | None = field(None, "FLOPs ceiling of sampled children in real FLOPs (gpu 600e6, fairnas "
-                                          "317.15e6 = the original's 330e6 less its stem over-count)")
+                                          "317.15e6 = the original's 330e6 less its stem over-count)", low=0)
     stop_threshold: float = field(1e6, "stop once the space holds at most this many architectures", low=0)
     base_refresh_threshold: int | None = field(None, "replace W0 by the current weights once more than this many "
                                                      "operators were dropped (0 disables; space default: 50, "
@@ -131,8 +131,7 @@ class Shrinker:
                        "--operations_path")
         self.env, self.device = init_distributed(cfg.device)
         self.save = Path(cfg.save)
-        self.logger = RunLogger(self.save, self.env.is_main)
-        self.logger.info(f"ABS on the {cfg.space} space on {self.device}, {use_threads(cfg.threads)} CPU thread(s)")
+        threads = use_threads(cfg.threads)
         self.ref_space = get_space(cfg.space)
         self.data = build_data(cfg, self.device, held_out=True)
         self.space = cfg.sized(self.ref_space, self.data)
@@ -148,6 +147,8 @@ class Shrinker:
         self.stream = self.data.train_stream(cfg.batch_size, cfg.seed, self.env.rank, self.env.world,
                                              cfg.channels_last)
         self.steps_per_epoch = self.stream.steps_per_epoch
+        self.logger = RunLogger(self.save, self.env.is_main)  # after the inputs are checked: none leaves a folder
+        self.logger.info(f"ABS on the {cfg.space} space on {self.device}, {threads} CPU thread(s)")
         self.trainer = SupernetTrainer(model, self.space.train_sampler(self.state.ops, cfg.seed), self.stream, cfg,
                                        cfg.lr_horizon_epochs * self.steps_per_epoch, self.device, self.env,
                                        self.logger)

@@ -30,6 +30,7 @@ from anglenas.data.streams import step_seed
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nn.compat import load_weights, read_checkpoint
+from anglenas.runtime import use_threads
 from anglenas.spaces import get_space
 from anglenas.train.dist import barrier, init_distributed
 from anglenas.train.ema import WeightEma
@@ -55,7 +56,7 @@ class FinalTrainConfig(DataConfig, SizeConfig, RuntimeConfig):
     arch: str = field("SPOS_ABS", "architecture: op indices like '2 2 -1 0 ...', a published name "
                                   "(SPOS_ABS, FAIRNAS_ABS, PROXYLESS_ABS) or a search_result.json")
     space: str | None = field(None, "space of the architecture (default: from the architecture)")
-    arch_rank: int = field(0, "which architecture of a search_result.json (0 = the best)")
+    arch_rank: int = field(0, "which architecture of a search_result.json (0 = the best)", low=0)
     init_channels: int | None = field(None, "channels of the first cells of a cell network (darts: 45 for a "
                                             "genotype, the paper's; nb201: 16); sets the width", low=2)
     save: str = override("runs/train")
@@ -156,8 +157,9 @@ class FinalTrainer:
         if not cfg.eval:
             check_writable(cfg.save, "run folder", "--save")
         self.env, self.device = init_distributed(cfg.device)
+        self.threads = use_threads(cfg.threads)
         self.save = Path(cfg.save)
-        self.logger = RunLogger(None if cfg.eval else self.save, self.env.is_main)  # after the inputs are checked
+        self.logger = RunLogger(None, self.env.is_main)  # the console; run() adds the run folder's log
         self.data = build_data(cfg, self.device, held_out=False, train=not cfg.eval)
         paper = get_space(self.space_name)
         width = paper.width_for_channels(self.arch, cfg.init_channels) if cfg.init_channels else cfg.width_mult
@@ -216,6 +218,7 @@ class FinalTrainer:
     def evaluate_checkpoint(self) -> dict[str, float]:
         """Load ``cfg.eval_resume`` (ours or the original's) and evaluate it on the test set."""
         path = self.cfg.eval_resume
+        self.logger.info(f"evaluating on {self.device}, {self.threads} CPU thread(s)")
         self.logger.info(load_weights(self.model, path, self.device))
         self._describe()
         result = self._evaluate(self.model)
@@ -329,12 +332,14 @@ class FinalTrainer:
         """Train to the end of the schedule (or until iteration ``max_steps``, to simulate an interruption) and
         return the summary (None when stopped early)."""
         self._setup_training()
+        self.logger = RunLogger(self.save, self.env.is_main)  # after the inputs are checked: none leaves a folder
         self._resume()
         cfg = self.cfg
         sizes = self._describe()
         self.logger.info(f"training {self.total} iterations ({self.total / self.stream.steps_per_epoch:.1f} "
                          f"epochs of {self.data.num_train} images) at batch {cfg.batch_size} on {self.env.world} "
-                         f"x {self.device}, amp {self.amp}, EMA {cfg.ema_decay or 'off'}, evaluation on "
+                         f"x {self.device} ({self.threads} CPU thread(s)), amp {self.amp}, EMA "
+                         f"{cfg.ema_decay or 'off'}, evaluation on "
                          f"{min(self.data.num_val, cfg.eval_limit or self.data.num_val)} test images")
         end = self.total if max_steps is None else min(self.total, max_steps)
         progress = self.logger.progress("train", self.total, self.step)

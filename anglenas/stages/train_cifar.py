@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anglenas.checkpoint import atomic_write_text, load_checkpoint, open_run, run_settings, save_checkpoint
+from anglenas.checkpoint import (
+    atomic_write_text,
+    check_writable,
+    load_checkpoint,
+    open_run,
+    run_settings,
+    save_checkpoint,
+)
 from anglenas.config import RuntimeConfig, field, override
 from anglenas.data import DataConfig, build_data
 from anglenas.data.streams import step_seed
@@ -172,6 +179,7 @@ def evaluate_checkpoint(cfg: CifarTrainConfig) -> dict[str, float]:
 
 def run_train(cfg: CifarTrainConfig, max_epochs: int | None = None) -> dict | None:
     """Train; returns the summary (None when stopped by ``max_epochs``, to simulate an interruption)."""
+    check_writable(cfg.save, "run folder", "--save")
     device = pick_device(cfg.device)
     threads = use_threads(cfg.threads)
     cfg, genotype, recipe = resolve(cfg)

@@ -20,6 +20,7 @@ import torch
 from anglenas.checkpoint import load_checkpoint
 from anglenas.data import DataConfig, build_data
 from anglenas.errors import UserError
+from anglenas.runtime import available_cores
 from anglenas.searchers.spos.bn import recalibrate_bn
 from anglenas.searchers.spos.evolution import Arch
 from anglenas.searchers.spos.messages import weights_fingerprint
@@ -144,8 +145,7 @@ _worker: CandidateEvaluator | None = None
 
 def _worker_init(settings: EvalSettings, data: DataConfig, device: str, weights: str, threads: int) -> None:
     global _worker
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     _worker = CandidateEvaluator(settings, data, device)
     _worker.load(weights)
 
@@ -158,7 +158,8 @@ def _worker_eval(arch: Arch) -> tuple[Arch, float]:
 class LocalPoolEvaluator:
     """The search's ``Evaluator`` spread over ``workers`` local processes (spawned; one model each).
 
-    On CUDA, worker ``i`` uses GPU ``i % device_count``; ``threads`` caps each worker's CPU threads.
+    On CUDA, worker ``i`` uses GPU ``i % device_count``; each worker runs ``threads`` CPU threads (0: its share of
+    the cores this process may use).
     """
 
     def __init__(self, settings: EvalSettings, data: DataConfig, device: torch.device, weights: str | Path,
@@ -167,6 +168,7 @@ class LocalPoolEvaluator:
         ctx = mp.get_context("spawn")
         self.pools = []
         gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        threads = threads or max(1, available_cores() // workers)
         for i in range(workers):  # one single-process pool per worker, so each can sit on its own device
             dev = f"cuda:{i % gpus}" if gpus else str(device)
             self.pools.append(ctx.Pool(1, _worker_init, (settings, data, dev, str(weights), threads)))

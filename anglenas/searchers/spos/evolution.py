@@ -39,14 +39,14 @@ class Evaluator(Protocol):
 class EvolutionConfig:
     """Evolutionary search hyper-parameters (SPOS defaults)."""
 
-    population_num: int = field(50, "population size")
-    select_num: int = field(10, "top-k parents kept for breeding")
-    crossover_num: int = field(25, "children by crossover per generation (at most)")
+    population_num: int = field(50, "population size", low=1)
+    select_num: int = field(10, "top-k parents kept for breeding", low=1)
+    crossover_num: int = field(25, "children by crossover per generation (at most)", low=0)
     mutation_num: int | None = field(None, "children by mutation per generation (default: population - crossover, "
-                                           "as the original; a number caps it)")
-    m_prob: float = field(0.5, "per-layer mutation probability")
-    max_epochs: int = field(20, "generations")
-    topk: int = field(2, "architectures reported at the end")
+                                           "as the original; a number caps it)", low=0)
+    m_prob: float = field(0.5, "per-layer mutation probability", low=0, high=1)
+    max_epochs: int = field(20, "generations", low=1)
+    topk: int = field(2, "architectures reported at the end", low=1)
 
 
 class EvolutionSearch:

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import pika
 import pika.exceptions
 
-from anglenas.config import field
+from anglenas.config import check_ranges, field
 from anglenas.errors import UserError
 from anglenas.searchers.spos.evolution import Arch
 from anglenas.searchers.spos.messages import MessageError, decode_result, encode, make_request
@@ -38,7 +38,7 @@ class BrokerConfig:
     :meth:`resolved` (``searching/config.py``), else the built-in default (localhost, guest/guest)."""
 
     mq_host: str | None = field(None, "RabbitMQ host (env ANGLENAS_MQ_HOST)")
-    mq_port: int | None = field(None, "RabbitMQ port (env ANGLENAS_MQ_PORT)")
+    mq_port: int | None = field(None, "RabbitMQ port (env ANGLENAS_MQ_PORT)", low=1, high=65535)
     mq_user: str | None = field(None, "RabbitMQ user (env ANGLENAS_MQ_USER)")
     mq_password: str | None = field(None, "RabbitMQ password (env ANGLENAS_MQ_PASSWORD)")
     mq_vhost: str | None = field(None, "RabbitMQ virtual host (env ANGLENAS_MQ_VHOST)")
@@ -60,8 +60,16 @@ def resolve_broker(cfg: BrokerConfig, defaults: dict | None = None) -> BrokerCon
         if value is None:
             env = os.environ.get("ANGLENAS_MQ_" + f.name.removeprefix("mq_").upper())
             value = env if env is not None else (defaults or {}).get(f.name, BUILTIN[f.name])
-        out[f.name] = int(value) if f.name == "mq_port" else str(value)
-    return BrokerConfig(**out)
+        out[f.name] = _port(value) if f.name == "mq_port" else str(value)
+    return check_ranges(BrokerConfig(**out))
+
+
+def _port(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"the RabbitMQ port must be a number 1 to 65535, got {value!r} (from --mq_port, "
+                        f"ANGLENAS_MQ_PORT or searching/config.py)") from None
 
 
 def site_broker_settings(entry_point: str) -> dict:
@@ -77,11 +85,11 @@ def site_broker_settings(entry_point: str) -> dict:
     return settings
 
 
-def parse_with_broker(cls: type, defaults: dict, description: str, presets: dict):
-    """``parse_config(cls, ...)`` with the broker fields resolved by :func:`resolve_broker` (entry points)."""
+def parse_with_broker(cls: type, defaults: dict, description: str, presets: dict, argv=None):
+    """``parse_config(cls, argv, ...)`` with the broker fields resolved by :func:`resolve_broker` (entry points)."""
     from anglenas.config import parse_config
 
-    cfg = parse_config(cls, description=description, presets=presets)
+    cfg = parse_config(cls, argv, description=description, presets=presets)
     return dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, defaults)))
 
 

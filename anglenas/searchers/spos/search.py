@@ -90,7 +90,8 @@ class SearchConfig(BrokerConfig, EvolutionConfig, SupernetTrainConfig, DataConfi
     backend: str = field("local", "candidate evaluation: local (this machine) or rabbitmq (test servers)",
                          choices=("local", "rabbitmq"))
     local_workers: int = field(0, "local backend: worker processes (0: evaluate in this process)", low=0)
-    eval_threads: int = field(0, "CPU threads of local evaluation (per worker; 0: torch's default)", low=0)
+    eval_threads: int = field(0, "CPU threads of local evaluation (per worker; 0: in this process --threads', with "
+                                 "--local_workers each worker's share of the cores this process may use)", low=0)
     resend_after: float = field(0.0, "rabbitmq: re-publish a request with no result after this many seconds "
                                      "(0: never; requests are durable and redelivered by the broker)", low=0)
     checkpoint_every: int = field(0, "supernet steps between checkpoints (0: every epoch)", low=0)

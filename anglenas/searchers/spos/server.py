@@ -28,7 +28,7 @@ from anglenas.config import field
 from anglenas.data import DataConfig
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
-from anglenas.runtime import pick_device
+from anglenas.runtime import pick_device, use_threads
 from anglenas.searchers.spos.evaluate import CandidateEvaluator, EvalSettings
 from anglenas.searchers.spos.messages import MessageError, decode_request, encode, make_result, weights_fingerprint
 from anglenas.searchers.spos.mq import (
@@ -47,11 +47,12 @@ class ServerConfig(BrokerConfig, DataConfig):
     """A test server; the dataset folders must hold the data the search uses (its split travels in requests)."""
 
     device: str = field("auto", "cuda, cuda:N (pin a GPU), cpu or auto")
-    threads: int = field(0, "CPU threads for evaluation (0: torch's default)")
+    threads: int = field(0, "CPU threads of evaluation (0: one per core this process may use); give each of "
+                            "several servers on one machine its share", low=0)
     amp: bool | None = field(None, "bf16 autocast (default: on for CUDA)")
-    max_requests: int = field(0, "exit after this many evaluations (0: serve until stopped)")
+    max_requests: int = field(0, "exit after this many evaluations (0: serve until stopped)", low=0)
     weights_wait: float = field(30.0, "seconds to wait for a weights file to reach a request's fingerprint "
-                                      "(slow shared filesystems) before refusing the request as stale")
+                                      "(slow shared filesystems) before refusing the request as stale", low=0)
     log_dir: str = field("", "also write the log here (default: stdout only)")
     demo: bool = field(False, "serve the demo search: embedded data on the CPU")
 
@@ -65,8 +66,7 @@ class TestServer:
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         check_data_source(cfg)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.threads = use_threads(cfg.threads)
         self.device = pick_device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -104,8 +104,8 @@ class TestServer:
 
     def _serve(self) -> None:
         self.link = Link(self.cfg, self.log, connect_for=START_RETRY_SECONDS)
-        self.log(f"test server {self.name} on {self.device} serving queue {self.cfg.request_queue} of "
-                 f"{describe(self.cfg)}")
+        self.log(f"test server {self.name} on {self.device} ({self.threads} CPU thread(s)) serving queue "
+                 f"{self.cfg.request_queue} of {describe(self.cfg)}")
         while True:
             try:
                 generation = self.link.generation
