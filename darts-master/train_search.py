@@ -9,15 +9,12 @@ searched. Run the same command again to resume a killed run. This is `searching/
 also searches the other spaces (--space nb201, gpu, ...).
 """
 from anglenas.errors import cli
-from anglenas.searchers.darts.search import DEMO
-from anglenas.spaces.darts.space import DartsSpace
 from anglenas.stages.search import parse_search, run_search
 
 
 @cli
 def main(argv=None) -> None:
-    run_search(*parse_search(argv, "darts", __doc__, prog="train_search.py",
-                             presets={"demo": {**DEMO, **DartsSpace.search_demo}}))
+    run_search(*parse_search(argv, "darts", __doc__, prog="train_search.py"))
 
 
 if __name__ == "__main__":

@@ -110,16 +110,24 @@ def parse_search(argv: Sequence[str] | None = None, searcher: str | None = None,
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    chosen = get_searcher(_pop_option(argv, ["--searcher"]) or searcher or "spos")
-    cfg = parse_config(chosen.config, argv, description=f"{description}\n{overview()}", prog=prog,
-                       presets={**chosen.presets, **(presets or {})}, defaults=chosen.defaults)
-    if broker_defaults is not None and hasattr(cfg, "mq_host"):
-        from anglenas.searchers.spos.mq import resolve_broker
+    first = get_searcher(_pop_option(argv, ["--searcher"]) or searcher or "spos")
 
-        cfg = dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, broker_defaults)))
+    def parse(entry_presets: dict[str, dict]) -> Any:
+        cfg = parse_config(first.config, argv, description=f"{description}\n{overview()}", prog=prog,
+                           presets={**first.presets, **entry_presets}, defaults=first.defaults)
+        if broker_defaults is not None and hasattr(cfg, "mq_host"):
+            from anglenas.searchers.spos.mq import resolve_broker
+
+            cfg = dataclasses.replace(cfg, **dataclasses.asdict(resolve_broker(cfg, broker_defaults)))
+        return cfg
+
+    cfg = parse(presets or {})
     method = getattr(cfg, "method", None)  # SPOS' config names its searcher (spos, fairnas, rsps): --method
-    if method is not None and method != chosen.name:
-        chosen = get_searcher(method)
+    chosen = get_searcher(method) if method is not None and method != first.name else first
     if cfg.space is not None and cfg.space not in space_names():
         raise UserError(f"unknown search space {cfg.space!r}; choose one of: {', '.join(space_names())}")
+    if cfg.space is None and cfg.demo:  # the space's own demo sizes, as with --space NAME, below the entry point's
+        space = load_operations(cfg.operations_path).space if cfg.operations_path else get_space(chosen.home_space)
+        demo = {**first.presets.get("demo", {}), **space.search_demo, **(presets or {}).get("demo", {})}
+        cfg = parse({**(presets or {}), "demo": demo})
     return chosen, cfg
