@@ -52,6 +52,8 @@ class CompareConfig(RuntimeConfig):
                                    "table's ABS column)")
     budget_searchers: str = field("spos,darts", "rows also searched in the spaces of the budgets after the first")
     shrink_epochs: int = field(100, "ABS' supernet epochs before its one round (the full budget)", low=1)
+    shrink_batch_size: int = field(256, "batch size of ABS' supernet training (NB201's SPOS supernet: 256)", low=1)
+    shrink_lr: float = field(0.05, "learning rate of ABS' supernet training", low=0)
     drop: int = field(20, "operators ABS drops (of 30)", low=1, high=29)
     dataset: str = field("cifar10-jpg", "training images of every stage", choices=("embedded", "cifar10-jpg",
                                                                                    "cifar10"))
@@ -94,23 +96,23 @@ SEARCH = {  # every searcher's schedule at NB201's settings (a GPU)
     "proxylessnas": [], "pertnas": [],
 }
 CPU = dict(dataset="cifar10-jpg", resolution=32, channels=16, cells_per_stage=2, train_limit=10000, shrink_epochs=4,
-           threads=2, save="runs/nb201-compare-cpu")
+           shrink_batch_size=128, shrink_lr=0.1, threads=2, save="runs/nb201-compare-cpu")
 """``--preset cpu``: the NB201 supernet of ``angle_tau.py --preset cpu`` (C=16, N=2, 32 px) on a fixed 10k-image
 subset of the real CIFAR-10 training set; each searcher's schedule is scaled (:data:`SEARCH_CPU`) so that the table
 (3 seeds) ends within 2 hours on 2 cores (measured in docs/nb201.md)."""
+_SPOS_CPU = ["--epochs", "2", "--batch_size", "128", "--lr", "0.1", "--population_num", "12", "--max_epochs", "4",
+             "--select_num", "4", "--crossover_num", "4", "--mutation_num", "4", "--bn_images", "256",
+             "--bn_batch_size", "128", "--val_images", "500", "--eval_batch_size", "250"]
 SEARCH_CPU = {
-    "spos": ["--epochs", "4", "--batch_size", "128", "--lr", "0.05", "--population_num", "20", "--max_epochs", "5",
-             "--select_num", "5", "--crossover_num", "8", "--mutation_num", "8", "--bn_images", "1024",
-             "--val_images", "1000"],
-    "rsps": ["--epochs", "4", "--batch_size", "128", "--lr", "0.05", "--population_num", "50", "--bn_images", "1024",
-             "--val_images", "1000"],
-    "fairnas": ["--epochs", "4", "--batch_size", "128", "--lr", "0.05", "--population_num", "20", "--max_epochs", "5",
-                "--select_num", "5", "--crossover_num", "8", "--mutation_num", "8", "--bn_images", "1024",
-                "--val_images", "1000"],
-    "darts": ["--epochs", "4", "--batch_size", "64"], "darts2": ["--epochs", "2", "--batch_size", "64"],
-    "pdarts": ["--epochs", "2", "--batch_size", "64", "--eps_no_arch", "1"],
-    "proxylessnas": ["--warmup_epochs", "2", "--n_epochs", "3", "--train_batch_size", "128"],
-    "pertnas": ["--npop", "2", "--epochs", "1", "--batch_size", "128", "--finetune_steps", "5"],
+    "spos": _SPOS_CPU, "fairnas": _SPOS_CPU,
+    "rsps": [*_SPOS_CPU, "--population_num", "48", "--max_epochs", "1"],
+    "darts": ["--epochs", "2", "--batch_size", "64", "--steps_per_epoch", "30"],
+    "darts2": ["--epochs", "1", "--batch_size", "64", "--steps_per_epoch", "20"],
+    "pdarts": ["--epochs", "2", "--batch_size", "64", "--steps_per_epoch", "15", "--eps_no_arch", "1"],
+    "proxylessnas": ["--warmup_epochs", "1", "--n_epochs", "1", "--train_batch_size", "128", "--grad_data_batch", "128",
+                     "--val_images", "500"],
+    "pertnas": ["--npop", "1", "--epochs", "1", "--steps_per_epoch", "15", "--batch_size", "128",
+                "--finetune_steps", "5", "--val_size", "1000"],
 }
 DEMO = dict(dataset="embedded", resolution=16, channels=8, cells_per_stage=1, shrink_epochs=2, seeds=1,
             searchers="spos,darts", budgets="1", threads=2, save="runs/nb201-compare-demo")
@@ -224,6 +226,7 @@ class Table:
         argv = [*self._data(), *self._size("abs"), "--space", "nb201", "--seed", str(seed), "--workers", "0",
                 "--first_stage_epochs", str(max(1, round(budget * cfg.shrink_epochs))),
                 "--lr_horizon_epochs", str(cfg.shrink_epochs), "--drops_per_round", str(cfg.drop),
+                "--batch_size", str(cfg.shrink_batch_size), "--lr", str(cfg.shrink_lr),
                 "--max_rounds", "1", "--stop_threshold", "0", "--save", str(self.folder(seed, space, "abs"))]
         Shrinker(parse_config(ShrinkConfig, argv)).run()
 
@@ -234,6 +237,8 @@ class Table:
                 "--seed", str(seed), "--save", str(save)]
         if space != "full":
             argv += ["--operations_path", str(self.folder(seed, shrink_of(space), "abs") / "operations.json")]
+        elif label == "pdarts":  # upstream's three stages (8 -> 5 -> 3 -> 1 ops) on NB201's 5: 5 -> 3 -> 2 -> 1; in
+            argv += ["--num_to_drop", "2,1,1"]  # a shrunk space one stage from the file's ops, as ABS' PDARTS
         if label in ("spos", "rsps", "fairnas"):
             argv += ["--workers", "0"]
         if label == "rsps" and "spos" in self.cfg.labels():  # SPOS' supernet of this seed and space serves RSPS
