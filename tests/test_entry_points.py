@@ -142,6 +142,18 @@ def test_the_issue_s_examples_are_refused_in_one_line(script, argv, message, cap
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--dropout_rate", "0.1,1.5,0.7"], "error: --dropout_rate values must be 0 to 1, got 1.5"),
+    (["--add_layers", "0,-6,12"], "error: --add_layers values must be >= 0, got -6"),
+    (["--num_to_drop", "3,0,4"], "error: --num_to_drop values must be >= 1, got 0"),
+    (["--eval_epochs", "1,x"], "error: --eval_epochs must be comma-separated epoch numbers, got '1,x'"),
+])
+def test_every_value_of_a_list_flag_is_checked_before_anything_is_created(argv, message, capsys, tmp_path):
+    script = "nas-bench-201/angle_tau.py" if argv[0] == "--eval_epochs" else "pdarts-master/train_search.py"
+    assert refused(script, ["--demo", *argv, "--save", str(tmp_path / "run")], capsys) == message
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_range_text_shows_in_help(capsys):
     with pytest.raises(SystemExit):
         main_of("nas-bench-201/train_arch.py")(["--help"])

@@ -103,7 +103,8 @@ class NB201Config(NB201DataConfig, SupernetTrainConfig):
 
     def checked(self) -> "NB201Config":
         """``self`` when the settings the ranges cannot express fit together (the eval epochs, the base)."""
-        if self.base == "epoch1" and 1 not in self.eval_epoch_list():
+        epochs = self.eval_epoch_list()
+        if self.base == "epoch1" and 1 not in epochs:
             raise UserError("--base epoch1 needs epoch 1 in --eval_epochs")
         return self
 

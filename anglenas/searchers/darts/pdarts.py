@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from anglenas.checkpoint import atomic_write_text, open_run, run_settings, save_checkpoint
-from anglenas.config import field, override
+from anglenas.config import field, override, range_text
 from anglenas.errors import UserError
 from anglenas.operations import Operations
 from anglenas.search_result import SearchResult
@@ -65,14 +65,15 @@ class PdartsConfig(CellSearchConfig):
     epochs: int = override(25)
     arch_learning_rate: float = override(6e-4)
     eps_no_arch: int = field(10, "first epochs of each stage that train the weights only", low=0)
-    add_layers: str = field("", "DARTS space: cells added to --layers in each stage, comma-separated "
+    add_layers: str = field("", "DARTS space: cells added to --layers in each stage, comma-separated, each >= 0 "
                                 "(default: 0,6,12; 12 with an operations file)")
-    add_width: str = field("", "channels added to --init_channels in each stage, comma-separated (default: 0s)")
-    dropout_rate: str = field("", "skip dropout of each stage, comma-separated (default: 0.1,0.4,0.7 as "
-                                  "upstream's README for CIFAR-10; 0.7 for a single stage)")
-    num_to_drop: str = field("", "ops dropped per site at the end of each stage, comma-separated; the number of "
-                                 "stages (default: DARTS space 3,2,2; ops per site - 1 with an operations file "
-                                 "or on another space)")
+    add_width: str = field("", "channels added to --init_channels in each stage, comma-separated, each >= 0 "
+                               "(default: 0s)")
+    dropout_rate: str = field("", "skip dropout of each stage, comma-separated, each 0 to 1 (default: 0.1,0.4,0.7 "
+                                  "as upstream's README for CIFAR-10; 0.7 for a single stage)")
+    num_to_drop: str = field("", "ops dropped per site at the end of each stage, comma-separated, each >= 1; the "
+                                 "number of stages (default: DARTS space 3,2,2; ops per site - 1 with an operations "
+                                 "file or on another space)")
     scale_factor: float = field(0.2, "decay of the skip dropout after eps_no_arch: rate * exp(-scale * (e - eps))",
                                 low=0)
     max_skip: int = field(2, "DARTS space: skip-connects allowed in the normal cell of genotype.json (8: no "
@@ -95,35 +96,41 @@ class Schedule:
     num_to_drop: list[int]
 
 
-def _numbers(text: str, name: str, cast) -> list | None:
+def _numbers(text: str, name: str, cast, low: float, high: float | None = None) -> list | None:
+    """The comma-separated numbers of flag ``name``, each in ``low..high``; None when the flag is empty."""
     if not text.strip():
         return None
     try:
-        return [cast(v) for v in text.replace(",", " ").split()]
+        values = [cast(v) for v in text.replace(",", " ").split()]
     except ValueError:
         raise UserError(f"--{name} must be a comma-separated list of numbers, got {text!r}") from None
+    bad = [v for v in values if v < low or (high is not None and v > high)]
+    if bad:
+        bounds = {"low": low} if high is None else {"low": low, "high": high}
+        raise UserError(f"--{name} values must be {range_text(bounds)}, got {bad[0]:g}")
+    return values
 
 
 def build_schedule(cfg: PdartsConfig, ops_per_site: int, from_file: bool, darts_cell: bool = True) -> Schedule:
     """The stage lists from the flags, defaults filled in (``ops_per_site``: the most ops a site holds);
     :class:`UserError` on inconsistent lengths, or cells added outside the DARTS space."""
     upstream = darts_cell and not from_file
-    drop = _numbers(cfg.num_to_drop, "num_to_drop", int) or ([3, 2, 2] if upstream else [ops_per_site - 1])
+    drop = _numbers(cfg.num_to_drop, "num_to_drop", int, 1) or ([3, 2, 2] if upstream else [ops_per_site - 1])
     stages = len(drop)
     single = stages == 1 and (from_file or not darts_cell)  # the ABS variant's one stage
     default_layers = [0] * stages
     if darts_cell:
         default_layers = [1] * stages if cfg.demo else [12] if single else [0, 6, 12] if stages == 3 else default_layers
     default_rate = [0.7] if single else [0.1, 0.4, 0.7] if stages == 3 else [0.0] * stages
-    lists = {"add_layers": _numbers(cfg.add_layers, "add_layers", int) or default_layers,
-             "add_width": _numbers(cfg.add_width, "add_width", int) or [0] * stages,
-             "dropout_rate": _numbers(cfg.dropout_rate, "dropout_rate", float) or default_rate}
+    lists = {"add_layers": _numbers(cfg.add_layers, "add_layers", int, 0) or default_layers,
+             "add_width": _numbers(cfg.add_width, "add_width", int, 0) or [0] * stages,
+             "dropout_rate": _numbers(cfg.dropout_rate, "dropout_rate", float, 0, 1) or default_rate}
     for name, values in lists.items():
         if len(values) != stages:
             raise UserError(f"--{name} has {len(values)} values but there are {stages} stages (--num_to_drop "
                             f"{','.join(map(str, drop))}); give one value per stage")
     unit = "edge" if darts_cell else "site"
-    if any(d < 1 for d in drop) or sum(drop) != ops_per_site - 1:
+    if sum(drop) != ops_per_site - 1:
         raise UserError(f"--num_to_drop {','.join(map(str, drop))} removes {sum(drop)} ops per {unit} but {unit}s "
                         f"hold up to {ops_per_site}; the stages must leave exactly 1 op per {unit} (drop "
                         f"{ops_per_site - 1} in all)")
