@@ -256,3 +256,12 @@ def test_the_local_evaluation_workers_share_the_cores(monkeypatch):
     evaluate.LocalPoolEvaluator(None, None, torch.device("cpu"), "w.pt", workers=3)
     evaluate.LocalPoolEvaluator(None, None, torch.device("cpu"), "w.pt", workers=3, threads=5)
     assert started == [math.floor(8 / 3)] * 3 + [5] * 3
+
+
+def test_a_test_server_takes_the_cores_it_may_use(three_cores):
+    from anglenas.config import parse_config
+    from anglenas.searchers.spos.server import DEMO, ServerConfig, TestServer
+
+    assert TestServer(parse_config(ServerConfig, ["--demo"], presets={"demo": DEMO})).threads == 3
+    assert TestServer(parse_config(ServerConfig, ["--demo", "--threads", "2"], presets={"demo": DEMO})).threads == 2
+    assert torch.get_num_threads() == 2
