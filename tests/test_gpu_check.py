@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from anglenas.abs.angle import ArchAngles, snapshot
+from anglenas.checkpoint import save_checkpoint
+from anglenas.spaces import get_space
+from anglenas.train.fast import fused_sgd
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))  # what running `python bench/NAME.py` does: bench scripts import bench/common.py
 
@@ -21,11 +26,6 @@ from gpucheck.nb201_tau import drop_flags, epoch_taus  # noqa: E402
 from gpucheck.report import markdown  # noqa: E402
 from gpucheck.smoke import EXPECTED_SEARCHERS, config_flags, searcher_stages  # noqa: E402
 from gpucheck.stages import Stage, run_stages  # noqa: E402
-
-from anglenas.abs.angle import ArchAngles, snapshot
-from anglenas.checkpoint import save_checkpoint
-from anglenas.spaces import get_space
-from anglenas.train.fast import fused_sgd
 
 TITLES = ["1. CUDA smoke of every stage", "2. Supernet training img/s", "3. One ABS round",
           "4. Final training and data loading img/s", "5. bf16 vs fp32: the angle's ranking and drops",

@@ -26,9 +26,10 @@ def abs_round(check: Check, sec: dict) -> None:
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     ops = space.initial_operations()
+    operators = sum(len(site) for site in ops if len(site) > 1)
     sec["setting"] = (f"GPU space width {width} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M supernet "
-                      f"params), {sum(len(l) for l in ops if len(l) > 1)} operators x {sample_num} children, FLOPs <= "
-                      f"600M; weights W = W0 + 0.01 N(0, 1)")
+                      f"params), {operators} operators x {sample_num} children, FLOPs <= 600M; weights W = W0 + "
+                      f"0.01 N(0, 1)")
     figures = sec["figures"]
     timings: dict[str, float] = {}
 

@@ -33,8 +33,8 @@ def bf16_angle(check: Check, sec: dict) -> None:
     first = None
     for row, precision, seed in RUNS:
         run = bench.run(precision, seed)
-        table[row] = {"seconds": round(run.seconds, 1), "dropped (layer:op)": " ".join(f"{l}:{o}" for l, o in
-                                                                                        run.dropped)}
+        dropped = " ".join(f"{layer}:{op}" for layer, op in run.dropped)
+        table[row] = {"seconds": round(run.seconds, 1), "dropped (layer:op)": dropped}
         if first is None:
             first = run
             sec["figures"].update({"operators scored": len(run.scores), "drops per round": len(run.dropped)})

@@ -75,12 +75,12 @@ def smoke(check: Check, sec: dict) -> None:
     on_device = ["--device", check.dev, "--threads", str(check.threads)]
     for stage in plan:
         stage.argv += on_device
+    for name in EXPECTED_SEARCHERS:
+        if not any(stage.name.startswith(f"searcher {name} ") for stage in plan):
+            stages[f"searcher {name}"] = {"status": "not present (not registered in anglenas.searchers.registry)"}
     run_stages(check, plan, stages, STAGE_CAP)
     shrunk_or_full()
     smoke_rabbitmq(check, stages, [*spos, *on_device], smoke_dir, STAGE_CAP)
-    for name in EXPECTED_SEARCHERS:
-        if not any(row.startswith(f"searcher {name} ") for row in stages):
-            stages[f"searcher {name}"] = {"status": "not present (not registered in anglenas.searchers.registry)"}
     failed = [k for k, v in stages.items() if v["status"].startswith("failed")]
     sec["figures"]["stages failed"] = ", ".join(failed) or "none"
     if failed:

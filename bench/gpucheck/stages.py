@@ -1,6 +1,6 @@
 """Entry points run as stages of a section: one after another in this process, or up to ``check.parallel`` at once
-as subprocesses, each pinned to its own share of the cores (tiny stages are bound by process start and kernel
-launches, not by the GPU, so a few at once take about the time of one)."""
+as subprocesses, each pinned to its own share of the cores (a tiny stage spends most of its time starting Python and
+launching small kernels, which several processes do side by side)."""
 from __future__ import annotations
 
 import os
@@ -19,8 +19,8 @@ CAP_DURING = "failed: the section's time cap came during this stage"
 @dataclass
 class Stage:
     """``python ROOT/script argv`` as a named stage; ``after``: the stage whose output it reads (it starts once
-    that one has ended, whatever its status); ``prepare``: called just before it starts; ``notes``: shown in its
-    row."""
+    that one has ended, whatever its status; list it after that one, the order of a run in-process); ``prepare``:
+    called just before it starts; ``notes``: shown in its row."""
 
     name: str
     script: str
@@ -52,8 +52,9 @@ def run_stages(check: Check, stages: list[Stage], table: dict, cap: float) -> No
 
 
 def run_parallel(check: Check, stages: list[Stage], table: dict, cap: float) -> None:
-    """Up to ``check.parallel`` stages at once, in order (a stage waits for its ``after``), each pinned to one of
-    ``check.parallel`` equal shares of the cores; a stage still running at the section's cap is stopped."""
+    """Up to ``check.parallel`` stages at once, each pinned to one of ``check.parallel`` equal shares of the cores,
+    started in their order (one whose ``after`` has not ended lets the next go first); a stage still running at the
+    section's cap is stopped."""
     cores = sorted(os.sched_getaffinity(0))
     share = max(len(cores) // check.parallel, 1)
     slots = [cores[i * share:(i + 1) * share] or cores for i in range(check.parallel)]
@@ -65,8 +66,8 @@ def run_parallel(check: Check, stages: list[Stage], table: dict, cap: float) -> 
                 if code is None and time.perf_counter() - t0 < timeout:
                     continue
                 stop(proc)
-                finish(check, table, stage, capped(timeout) if code is None else outcome(code, log_path(check, stage)),
-                       t0)
+                status = capped(timeout) if code is None else outcome(code, log_path(check, stage))
+                finish(check, table, stage, status, t0)
                 del running[slot]
             busy = {s.name for s in pending} | {s.name for s, *_ in running.values()}
             for slot in (i for i in range(len(slots)) if i not in running):

@@ -19,8 +19,8 @@ def train_data(check: Check, sec: dict) -> None:
         batch, size, width, steps, warmup = 256, 224, 1.0, 20, 5
         images, data_batch, data_steps, workers = 1200, 128, 8, [8, 16]
     sec["setting"] = (f"SPOS_ABS, batch {batch}, {size}x{size}, width {width}, random data, {warmup} warm-up + "
-                      f"{steps} timed steps; data: ImageFolder of {images} synthetic 500x375 JPEGs, batch {data_batch}, "
-                      f"{data_steps} timed batches")
+                      f"{steps} timed steps; data: ImageFolder of {images} synthetic 500x375 JPEGs, batch "
+                      f"{data_batch}, {data_steps} timed batches")
     table = sec["tables"].setdefault("final training img/s", {})
     for variant in ("plain-fp32", "bf16-cl"):
         table[variant] = report_variants([variant], lambda v: final_train_rate(v, "SPOS_ABS", batch, size, width,
