@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -150,10 +151,11 @@ class FinalTrainer:
     """Trains (``run``) or evaluates (``evaluate_checkpoint``) the network of ``cfg.arch``."""
 
     def __init__(self, cfg: FinalTrainConfig) -> None:
+        trained = None
         if cfg.eval:
-            cfg = self._config_for_eval(cfg)
+            cfg, trained = self._config_for_eval(cfg)
         self.cfg = cfg
-        self.space_name, self.arch = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
+        self.space_name, self.arch = trained or parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
         if not cfg.eval:
             check_writable(cfg.save, "run folder", "--save")
         self.env, self.device = init_distributed(cfg.device)
@@ -173,22 +175,24 @@ class FinalTrainer:
 
     # -- set-up -------------------------------------------------------------------------------------------------
     @staticmethod
-    def _config_for_eval(cfg: FinalTrainConfig) -> FinalTrainConfig:
-        """Our checkpoints record the network and dataset they were trained with: use those."""
+    def _config_for_eval(cfg: FinalTrainConfig) -> tuple[FinalTrainConfig, tuple[str, Any] | None]:
+        """Our checkpoints record the network and dataset they were trained with: the settings with those, and the
+        (space, architecture) trained (None for an original checkpoint, whose network the flags give)."""
         if not cfg.eval_resume:
             raise UserError("--eval needs --eval-resume PATH (a checkpoint.pt / best.pt, or an original checkpoint)")
         ckpt = read_checkpoint(cfg.eval_resume)
         saved = ckpt.get("config") if isinstance(ckpt, dict) else None
-        if not isinstance(saved, dict):
-            return cfg  # an original checkpoint: the network comes from the flags
+        if not isinstance(saved, dict) or "arch" not in saved:
+            return cfg, None  # an original checkpoint: the network comes from the flags
+        trained = parse_arch(saved["arch"], saved.get("space"), saved.get("arch_rank", 0))
         default_arch = next(f.default for f in dataclasses.fields(cfg) if f.name == "arch")
-        if cfg.arch != default_arch and "arch" in saved:
+        if cfg.arch != default_arch:
             given = parse_arch(cfg.arch, cfg.space, cfg.arch_rank)
-            trained = parse_arch(saved["arch"], saved.get("space"), saved.get("arch_rank", 0))
             if given != trained:
                 raise UserError(f"--arch {cfg.arch!r} is not the architecture {cfg.eval_resume} was trained with "
-                                f"({get_space(trained[0]).format_arch(trained[1])}, {trained[0]} space); leave --arch out to evaluate it")
-        return dataclasses.replace(cfg, **{k: saved[k] for k in NETWORK_FIELDS if k in saved})
+                                f"({get_space(trained[0]).format_arch(trained[1])}, {trained[0]} space); leave "
+                                f"--arch out to evaluate it")
+        return dataclasses.replace(cfg, **{k: saved[k] for k in NETWORK_FIELDS if k in saved}), trained
 
     def _describe(self) -> dict[str, float]:
         """Log the architecture with its FLOPs and params, at this size and at the paper's (the space's cost of
