@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     data = StandaloneData(cfg, device)
     data.train_stream(cfg.batch_size, cfg.seed)  # refuses a batch larger than the training set
     logger = RunLogger(cfg.save)  # after the inputs are checked: none leaves a folder
-    logger.info(f"{device}, {threads} CPU thread(s)")
+    logger.info(f"training one cell on {device}, {threads} CPU thread(s)")
     summary = train_cell(cfg, cell, cfg.save, data, bench, device, logger)
     logger.close()
     print(json.dumps({k: summary[k] for k in ("arch", "benchmark_index", "top1", "benchmark_top1",
