@@ -20,6 +20,7 @@ from anglenas.config import parse_config
 from anglenas.data import DataConfig
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
+from anglenas.operations import load_operations
 from anglenas.searchers.spos import server as test_server
 from anglenas.searchers.spos.evaluate import CandidateEvaluator
 from anglenas.searchers.spos.messages import decode_request, encode, make_request, make_result, weights_fingerprint
@@ -31,6 +32,11 @@ from anglenas.spaces.mobilenet.supernet import MobileSuperNet
 pytestmark = pytest.mark.usefixtures("broker")
 
 
+def _run(cfg):
+    """The search of ``cfg`` in its operations file: its :class:`SearchResult`."""
+    return Search(cfg, load_operations(cfg.operations_path)).run()
+
+
 def _cfg(save, ops, *extra):
     cfg = parse_config(SearchConfig, TINY + ["--max_epochs", "2", "--operations_path", str(ops), "--save", str(save),
                                              *extra])
@@ -38,7 +44,7 @@ def _cfg(save, ops, *extra):
 
 
 class Background(threading.Thread):
-    """``Search(cfg).run()`` in a thread; ``join_result`` re-raises its error."""
+    """``_run(cfg)`` in a thread; ``join_result`` re-raises its error."""
 
     def __init__(self, cfg):
         super().__init__(daemon=True)
@@ -47,7 +53,7 @@ class Background(threading.Thread):
 
     def run(self):
         try:
-            self.result = Search(self.cfg).run()
+            self.result = _run(self.cfg)
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             self.error = exc
 
@@ -76,11 +82,12 @@ def reference(tmp_path_factory):
     """The operations file and the in-process result of the tiny 2-generation search every test repeats."""
     tmp = tmp_path_factory.mktemp("reference")
     ops = write_operations(tmp / "ops.json")
-    return ops, Search(_cfg(tmp / "local", ops)).run()
+    return ops, _run(_cfg(tmp / "local", ops))
 
 
 def _assert_same_search(doc, ref, save):
-    assert doc["top"] == ref["top"] and doc["generations"] == ref["generations"]
+    assert (doc.archs, doc.scores) == (ref.archs, ref.scores)
+    assert doc.details["generations"] == ref.details["generations"]
     evaluated = journal_results(save)
     assert len(evaluated) == len(set(evaluated)), "a candidate was recorded twice"
 
@@ -89,7 +96,7 @@ def test_two_test_servers_give_the_in_process_result(tmp_path, queues, reference
     ops, ref = reference
     servers = [Server(queues, tmp_path / f"server{i}.log") for i in range(2)]
     try:
-        doc = Search(_cfg(tmp_path / "mq", ops, "--backend", "rabbitmq", *queues.flags)).run()
+        doc = _run(_cfg(tmp_path / "mq", ops, "--backend", "rabbitmq", *queues.flags))
         _assert_same_search(doc, ref, tmp_path / "mq")
         assert all(s.proc.poll() is None for s in servers)
     finally:
@@ -151,7 +158,7 @@ def test_killed_search_waits_for_its_outstanding_requests_instead_of_re_sending(
     server = Server(queues, tmp_path / "server.log")  # answers while the search is down
     try:
         server.wait_for("candidate 6 done")
-        doc = Search(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags)).run()
+        doc = _run(_cfg(save, ops, "--backend", "rabbitmq", *queues.flags))
     finally:
         server.stop()
     _assert_same_search(doc, ref, save)
