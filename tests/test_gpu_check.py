@@ -43,6 +43,7 @@ def numbers(section: dict) -> list[float]:
     return found
 
 
+@pytest.mark.slow
 def test_tiny_cpu_run_reports_every_section_with_numbers_or_a_reason(tmp_path):
     t0 = time.monotonic()
     report = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--tiny"])

@@ -53,6 +53,7 @@ def test_tau_table_matches_scipy_on_the_saved_scores(run):
         assert (run / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_drop_and_search_reuse_the_supernet(run):
     out = script("drop_ops.py", run)
     assert "resumed after epoch 2" in out.stdout and "supernet 1/" not in out.stdout
@@ -101,6 +102,7 @@ def test_bad_input_is_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_stopped_and_extended_run_equals_uninterrupted(run, tmp_path):
     """1 epoch, then the same command with --epochs 2 (same LR horizon) resumes to the uninterrupted weights."""
     import torch

@@ -16,6 +16,7 @@ from anglenas.searchers.spos.search import SearchConfig, make_sampler
 from anglenas.spaces import get_space, reference_table
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path):
     ops = write_operations(tmp_path / "ops.json")
     original = tmp_path / "ops.pkl"  # the reference reads the same space from an original-style pickle
@@ -76,6 +77,7 @@ def test_fairnas_needs_equal_op_counts(tmp_path):
         make_sampler("fairnas", [ops[0] + [3]] + ops[1:], 0, get_space("gpu"))
 
 
+@pytest.mark.slow
 def test_local_worker_processes_give_the_in_process_numbers(tmp_path):
     import torch
 

@@ -123,6 +123,7 @@ def _freeze_holding_a_request(server, queues) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queues, reference):
     ops, ref = reference
     save = tmp_path / "mq"
@@ -144,6 +145,7 @@ def test_server_killed_mid_evaluation_started_late_and_restarted(tmp_path, queue
     assert first.text().count("done:") + second.text().count("done:") >= len(journal_results(save))
 
 
+@pytest.mark.slow
 def test_killed_search_waits_for_its_outstanding_requests_instead_of_re_sending(tmp_path, queues, reference):
     ops, ref = reference
     save = tmp_path / "mq"
@@ -165,6 +167,7 @@ def test_killed_search_waits_for_its_outstanding_requests_instead_of_re_sending(
     assert _sent(save) == len(journal_results(save)) == server.text().count("done:")
 
 
+@pytest.mark.slow
 def test_search_survives_the_broker_dropping_its_connection(tmp_path, queues, reference):
     """The broker closes every connection of the suite's vhost while the search waits for results (as in a broker
     restart); the search reconnects and ends with the in-process result."""
@@ -353,6 +356,7 @@ def _interruptible_children():
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_test_server_in_one_line_and_hands_its_request_back(tmp_path, queues):
     with _interruptible_children():
         idle = Server(queues, tmp_path / "idle.log")

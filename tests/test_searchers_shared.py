@@ -99,7 +99,19 @@ def obeys(space_name: str, arch, ops: list[list[int]]) -> bool:
     return all(int(op) in site or int(op) in absent for op, site in zip(arch, ops))
 
 
-@pytest.mark.parametrize("searcher,space_name", pairs())
+QUICK = {"spos": "gpu", "fairnas": "fairnas", "rsps": "shufflenetv2", "darts": "nb201", "pdarts": "darts",
+         "proxylessnas": "gpu", "pertnas": "nb201"}
+"""The one space per searcher that ``make test`` checks it on (together: every built-in space; a searcher not
+listed: its home space); the other pairs are marked slow and run in ``make test-all``."""
+
+
+def marked_pairs() -> list:
+    """:func:`pairs`, each a ``pytest.param`` marked slow unless it is its searcher's quick pair."""
+    return [pytest.param(s, sp, marks=() if QUICK.get(s, get_searcher(s).home_space) == sp else pytest.mark.slow)
+            for s, sp in pairs()]
+
+
+@pytest.mark.parametrize("searcher,space_name", marked_pairs())
 def test_a_tiny_search_obeys_the_shrunk_space_round_trips_and_trains(searcher, space_name, tmp_path):
     torch.set_num_threads(1)
     space = get_space(space_name)

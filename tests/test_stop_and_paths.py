@@ -43,6 +43,7 @@ def test_a_stop_request_checkpoints_the_finished_step(tmp_path):
     assert not StopRequest.requested  # the handlers are gone with the loop
 
 
+@pytest.mark.slow
 def test_sigterm_during_training_from_scratch_keeps_a_checkpoint_and_resumes(tmp_path):
     save = tmp_path / "run"
     cmd = [sys.executable, str(TRAIN), "--demo", "--arch", "SPOS_ABS", "--epochs", "1", "--eval_every", "1000",

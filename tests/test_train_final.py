@@ -58,6 +58,7 @@ def test_lr_is_linear_to_zero(finished_run):
     assert _states(save)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.05 / 6)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_gives_the_same_weights(finished_run, tmp_path):
     reference, _ = finished_run
     cfg = tiny_config(tmp_path)
