@@ -1,10 +1,12 @@
 # Two newcomer commands: `make demo` (the whole pipeline on the embedded data, CPU) and `make test`.
+# `make test-all` adds the tests marked slow; `make test PYTEST_ARGS=--durations=20` lists the slowest tests.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= runs/demo
+PYTEST_ARGS ?=
 
-.PHONY: install demo demo-darts demo-nb201 test bench-gpu clean
+.PHONY: install demo demo-darts demo-nb201 test test-all bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -51,8 +53,14 @@ CIFAR_JPG ?= .data/cifar10-jpg.tar.gz
 bench-gpu: install
 	$(PY) bench/gpu_check.py --out $(GPU_OUT) --work $(GPU_WORK) $(if $(wildcard $(CIFAR_JPG)),--data_dir $(CIFAR_JPG))
 
+# every test but those marked slow (end-to-end runs, broker chaos, the searcher x space cross);
+# timings in docs/benchmarks.md, "Test suite"
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# every test (what .ci/run runs)
+test-all: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs
