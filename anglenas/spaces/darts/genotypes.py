@@ -59,7 +59,7 @@ GENOTYPES: dict[str, Genotype] = {
     "DARTS_ABS": DARTS_ABS, "PDARTS_ABS": PDARTS_ABS,
 }
 """Published genotypes by name (upstream DARTS, and the ABS paper's cells from the original's
-``pdarts-master/genotypes.py``)."""
+``DARTS/pdarts-master/genotypes.py``)."""
 
 
 def validate_genotype(genotype: Genotype, where: str = "genotype") -> Genotype:
