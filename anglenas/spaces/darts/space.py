@@ -198,8 +198,10 @@ class DartsSpace(SearchSpace):
     path_breakers: ClassVar[tuple[int, ...]] = (NONE,)
     default_dropout: ClassVar[float] = 0.0
     """DARTS networks have no dropout before the classifier (they regularise with drop-path)."""
-    search_demo: ClassVar[Mapping[str, int]] = {"init_channels": 4, "depth": 3}
-    """``--space darts --demo``: the search network at C=4 with 3 cells (PDARTS: 3 cells in its first stage)."""
+    search_demo: ClassVar[Mapping[str, float]] = {"init_channels": 4, "layers": 3, "width_mult": 1 / 6}
+    """``--space darts --demo``: the cell searchers' network at C=4 with 3 cells (``--layers``, their name for it;
+    PDARTS: 3 cells in its first stage), the supernet searchers' 14 cells at width 1/6 (C=8, as the shrinking
+    demo's): the supernet has a fixed depth."""
 
     def __post_init__(self) -> None:
         if self.width_mult <= 0:
