@@ -50,9 +50,11 @@ WEIGHTS, TRAIN_CHECKPOINT, STATE, JOURNAL = (
 SPOS = dict(batch_size=512, lr=0.25, min_lr=0.0, seed=0, min_flops=None, max_flops=None)
 """The SPOS searcher's defaults (the original's ``SPOS/searching/main.py``); the FLOPs ceiling is the space's (475M in
 the GPU space, 330M in ShuffleNetV2's)."""
-FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=None, max_flops=None)
+FAIRNAS = dict(batch_size=1024, lr=0.5, min_lr=0.0, seed=0, min_flops=None, max_flops=None,
+               demo=dict(uneven_fairness=True))
 """The FairNAS searcher's defaults; its FLOPs window is the fairnas space's (the original's 315M-327M in real
-FLOPs: 302.15M-314.15M, its table over-counted the stem by 12.85M)."""
+FLOPs: 302.15M-314.15M, its table over-counted the stem by 12.85M). Its ``--demo`` runs on every space it fits,
+those whose layers hold unequal op counts (the gpu space's identity) too: ``--uneven_fairness``."""
 RSPS = dict(SPOS, population_num=100, max_epochs=1, crossover_num=0, mutation_num=0)
 """RSPS: SPOS' supernet, then 100 random architectures (NAS-Bench-201's RSPS samples 100)."""
 METHODS = {"spos": SPOS, "fairnas": FAIRNAS, "rsps": RSPS}
