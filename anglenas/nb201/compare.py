@@ -15,8 +15,11 @@ supernet per seed and space. :mod:`anglenas.nb201.compare_report` turns the runs
 """
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +28,13 @@ from anglenas.errors import UserError
 from anglenas.log import RunLogger, fmt_seconds
 from anglenas.nb201.api import Benchmark
 from anglenas.operations import load_operations
-from anglenas.runtime import use_threads
+from anglenas.runtime import available_cores, use_threads
 from anglenas.search_result import read_search_result
 from anglenas.stages.search import parse_search, run_search
 from anglenas.stages.shrink import ShrinkConfig, Shrinker
 
+Job = tuple[int, str, str]
+"""(seed, space, label) of one run of the table; the label ``abs`` is the ABS run of a budget."""
 RUNS = {"spos": ("spos", []), "fairnas": ("fairnas", ["--uneven_fairness"]), "rsps": ("rsps", []),
         "darts": ("darts", []), "darts2": ("darts", ["--unrolled"]), "pdarts": ("pdarts", []),
         "proxylessnas": ("proxylessnas", ["--target_hardware", "none"]), "pertnas": ("pertnas", [])}
@@ -64,6 +69,8 @@ class CompareConfig(RuntimeConfig):
     channels: int = field(16, "channels of the first stage of every network (NB201: 16)", low=2)
     cells_per_stage: int = field(5, "cells per stage of every network (NB201: 5)", low=1)
     benchmark: str = field("", "ground truth: official NB201 / NATS-Bench file or CSV (default: the shipped table)")
+    parallel: int = field(1, "runs at once (processes; each gets threads / parallel CPU threads): runs of one seed "
+                             "in different spaces are independent", low=1)
     preset: str | None = field(None, "named settings: cpu = the whole table on 2 CPU cores in at most 2 hours",
                                choices=(None, "cpu"), presets=lambda: {"cpu": CPU})
 
@@ -96,23 +103,25 @@ SEARCH = {  # every searcher's schedule at NB201's settings (a GPU)
     "proxylessnas": [], "pertnas": [],
 }
 CPU = dict(dataset="cifar10-jpg", resolution=32, channels=16, cells_per_stage=2, train_limit=10000, shrink_epochs=4,
-           shrink_batch_size=128, shrink_lr=0.1, threads=2, save="runs/nb201-compare-cpu")
+           shrink_batch_size=128, shrink_lr=0.1, threads=2, parallel=2, save="runs/nb201-compare-cpu")
 """``--preset cpu``: the NB201 supernet of ``angle_tau.py --preset cpu`` (C=16, N=2, 32 px) on a fixed 10k-image
 subset of the real CIFAR-10 training set; each searcher's schedule is scaled (:data:`SEARCH_CPU`) so that the table
-(3 seeds) ends within 2 hours on 2 cores (measured in docs/nb201.md)."""
-_SPOS_CPU = ["--epochs", "2", "--batch_size", "128", "--lr", "0.1", "--population_num", "12", "--max_epochs", "4",
-             "--select_num", "4", "--crossover_num", "4", "--mutation_num", "4", "--bn_images", "256",
-             "--bn_batch_size", "128", "--val_images", "500", "--eval_batch_size", "250"]
+(3 seeds) ends within 2 hours on 2 cores, two runs at a time on one core each (measured in docs/nb201.md)."""
+_SPOS_CPU = ["--epochs", "2", "--batch_size", "128", "--lr", "0.1", "--population_num", "8", "--max_epochs", "4",
+             "--select_num", "3", "--crossover_num", "3", "--mutation_num", "3", "--bn_images", "128",
+             "--bn_batch_size", "128", "--val_images", "250", "--eval_batch_size", "250"]
 SEARCH_CPU = {
     "spos": _SPOS_CPU, "fairnas": _SPOS_CPU,
-    "rsps": [*_SPOS_CPU, "--population_num", "48", "--max_epochs", "1"],
-    "darts": ["--epochs", "2", "--batch_size", "64", "--steps_per_epoch", "30"],
-    "darts2": ["--epochs", "1", "--batch_size", "64", "--steps_per_epoch", "20"],
-    "pdarts": ["--epochs", "2", "--batch_size", "64", "--steps_per_epoch", "15", "--eps_no_arch", "1"],
+    "rsps": [*_SPOS_CPU, "--population_num", "32", "--max_epochs", "1"],
+    "darts": ["--epochs", "2", "--batch_size", "64", "--steps_per_epoch", "20", "--eval_limit", "500"],
+    "darts2": ["--epochs", "1", "--batch_size", "64", "--steps_per_epoch", "15", "--eval_limit", "500"],
+    "pdarts": ["--epochs", "2", "--batch_size", "64", "--steps_per_epoch", "10", "--eps_no_arch", "1",
+               "--eval_limit", "500"],
     "proxylessnas": ["--warmup_epochs", "1", "--n_epochs", "1", "--train_batch_size", "128", "--grad_data_batch", "128",
-                     "--val_images", "500"],
-    "pertnas": ["--npop", "1", "--epochs", "1", "--steps_per_epoch", "15", "--batch_size", "128",
-                "--finetune_steps", "5", "--val_size", "1000"],
+                     "--val_images", "250"],
+    "pertnas": ["--npop", "1", "--epochs", "1", "--steps_per_epoch", "10", "--batch_size", "128",
+                "--finetune_steps", "2", "--population_extra_steps", "0", "--fine_extra_steps", "3",
+                "--val_size", "500"],
 }
 DEMO = dict(dataset="embedded", resolution=16, channels=8, cells_per_stage=1, shrink_epochs=2, seeds=1,
             searchers="spos,darts", budgets="1", threads=2, save="runs/nb201-compare-demo")
@@ -144,13 +153,20 @@ class Table:
             raise UserError(f"{'--demo' if cfg.demo else '--preset ' + str(cfg.preset)} has no schedule for "
                             f"{', '.join(missing)}; pick --searchers among {', '.join(self.schedule)}")
         self.budgets = cfg.budget_list()
-        self.bench = Benchmark.load(cfg.benchmark or None)
-        self.logger = RunLogger(self.save)
-        self.threads = use_threads(cfg.threads)
+        self.threads = max(1, available_cores() // cfg.parallel if cfg.threads == 0 else cfg.threads // cfg.parallel)
         self.durations: dict[str, list[float]] = {}
 
+    @functools.cached_property
+    def bench(self) -> Benchmark:
+        return Benchmark.load(self.cfg.benchmark or None)
+
+    @functools.cached_property
+    def logger(self) -> RunLogger:
+        """The table's own log (the runs log into their folders)."""
+        return RunLogger(self.save)
+
     # -- the jobs -----------------------------------------------------------------------------------------------
-    def jobs(self) -> list[tuple[int, str, str]]:
+    def jobs(self) -> list[Job]:
         """(seed, space, label) of every job in order; space ``shrink-B`` is the ABS run of budget B."""
         cfg, out = self.cfg, []
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -168,23 +184,43 @@ class Table:
             return (self.folder(seed, space, label) / "operations.json").is_file()
         return result_path(self, seed, space, label).is_file()
 
-    def run(self) -> list[tuple[int, str, str]]:
-        """Run every job not finished yet; the table's progress and ETA after each."""
-        jobs = self.jobs()
-        t0 = time.perf_counter()
-        for i, (seed, space, label) in enumerate(jobs):
-            if self.done(seed, space, label):
-                continue
-            self.logger.info(f"seed {seed}, {space}: {label} ({i + 1}/{len(jobs)})")
-            start, cpu = time.perf_counter(), time.process_time()
-            self._shrink(seed, space) if label == "abs" else self._search(seed, space, label)
-            wall = time.perf_counter() - start
-            self.durations.setdefault(label, []).append(wall)
-            self._record_time(seed, space, label, wall, time.process_time() - cpu)
-            left = [j for j in jobs[i + 1:] if not self.done(*j)]
-            self.logger.info(f"table: {len(jobs) - len(left)}/{len(jobs)} runs done in "
-                             f"{fmt_seconds(time.perf_counter() - t0)} | ETA {fmt_seconds(self._eta(left))}")
+    def needs(self, job: Job) -> list[Job]:
+        """The runs ``job`` waits for: a search in a shrunk space its shrink; RSPS SPOS' supernet of its space."""
+        seed, space, label = job
+        out = [(seed, shrink_of(space), "abs")] if space.startswith("abs-") else []
+        return out + ([(seed, space, "spos")] if label == "rsps" and "spos" in self.cfg.labels() else [])
+
+    def run(self) -> list[Job]:
+        """Run every job not finished yet, ``--parallel`` at a time as soon as the runs it needs are done; the
+        table's progress and ETA after each."""
+        jobs, t0 = self.jobs(), time.perf_counter()
+        todo = [j for j in jobs if not self.done(*j)]
+        running: dict[Future, tuple[Job, float]] = {}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(self.cfg.parallel, mp_context=context) as pool:
+            while todo or running:
+                ready = [j for j in todo if all(self.done(*n) for n in self.needs(j))]
+                for job in ready[:self.cfg.parallel - len(running)]:
+                    todo.remove(job)
+                    self.logger.info(f"seed {job[0]}, {job[1]}: {job[2]} ({jobs.index(job) + 1}/{len(jobs)})")
+                    running[pool.submit(run_job, self.cfg, job, self.threads)] = (job, time.perf_counter())
+                if not running:
+                    raise RuntimeError(f"runs {todo} wait for runs that are not planned")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job, start = running.pop(future)
+                    cpu = future.result()  # a failed run raises here, after the others end
+                    self._record_time(*job, time.perf_counter() - start, cpu)
+                    self.durations.setdefault(job[2], []).append(time.perf_counter() - start)
+                left = todo + [j for j, _ in running.values()]
+                self.logger.info(f"table: {len(jobs) - len(left)}/{len(jobs)} runs done in "
+                                 f"{fmt_seconds(time.perf_counter() - t0)} | ETA "
+                                 f"{fmt_seconds(self._eta(left) / self.cfg.parallel)}")
         return jobs
+
+    def run_one(self, job: Job) -> None:
+        seed, space, label = job
+        self._shrink(seed, space) if label == "abs" else self._search(seed, space, label)
 
     def _record_time(self, seed: int, space: str, label: str, wall: float, cpu: float) -> None:
         """Wall and CPU seconds of every finished run, in ``SAVE/timings.json`` (the CPU time of a run does not
@@ -248,6 +284,14 @@ class Table:
         if label == "pertnas":
             argv += ["--note", "run"]
         run_search(*parse_search(argv, searcher))
+
+
+def run_job(cfg: CompareConfig, job: Job, threads: int) -> float:
+    """Run one job of the table in this (worker) process on ``threads`` CPU threads; its CPU seconds."""
+    use_threads(threads)
+    cpu = time.process_time()
+    Table(cfg).run_one(job)
+    return time.process_time() - cpu
 
 
 def space_name(budget: float, abs_space: bool = False) -> str:
