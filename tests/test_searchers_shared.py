@@ -122,7 +122,7 @@ def test_a_tiny_search_obeys_the_shrunk_space_round_trips_and_trains(searcher, s
     if searcher == "pertnas":  # PertNAS' run folder is SAVE/search-NOTE
         argv += ["--note", "t"]
     doc = search_in_process(argv, searcher)
-    assert doc["searcher"] == searcher and doc["space"] == space_name and doc["cost"]["wall_seconds"] > 0
+    assert doc["searcher"] == searcher and doc["space"] == space_name and doc["cost"]["wall_seconds"] >= 0
 
     folder = tmp_path / "s" / ("search-t" if searcher == "pertnas" else "")
     result = read_search_result(folder / "search_result.json")
