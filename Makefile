@@ -40,11 +40,13 @@ demo-darts: install
 		--save $(abspath $(OUT))/darts/train
 	cd darts-master && $(abspath $(PY)) train.py --demo --eval --eval_resume $(abspath $(OUT))/darts/train/checkpoint.pt
 
-# NAS-Bench-201: angle vs. ground truth (Kendall tau), operator dropping, SPOS vs. SPOS+ABS search
+# NAS-Bench-201: angle vs. ground truth (Kendall tau), operator dropping, SPOS vs. SPOS+ABS search, SPOS and DARTS
+# with and without ABS against the ground truth (compare_searchers.py --demo)
 demo-nb201: install
 	$(PY) nas-bench-201/angle_tau.py --demo --save $(OUT)/nb201
 	$(PY) nas-bench-201/drop_ops.py --demo --save $(OUT)/nb201
 	$(PY) nas-bench-201/search.py --demo --save $(OUT)/nb201
+	$(PY) nas-bench-201/compare_searchers.py --demo --save $(OUT)/nb201-compare
 
 # every GPU figure in one run of at most 8 minutes on one GPU (docs/benchmarks.md, "GPU check")
 GPU_OUT ?= runs/gpu-check
