@@ -102,3 +102,20 @@ def test_local_worker_processes_give_the_in_process_numbers(tmp_path):
     direct = CandidateEvaluator(settings, cfg, "cpu")
     direct.load(weights)
     assert got == {arch: direct(arch) for arch in archs}
+
+
+def test_a_small_space_is_searched_exhaustively_without_error():
+    """2 x 2 = 4 architectures, 3 a generation, 5 generations: the search ends once all 4 are scored."""
+    from anglenas.searchers.spos.evolution import EvolutionConfig, EvolutionSearch
+
+    class Score:
+        def evaluate(self, archs, on_result):
+            for arch in archs:
+                on_result(arch, float(sum(arch)))
+
+    search = EvolutionSearch([[0, 1], [2, 3]], EvolutionConfig(population_num=3, select_num=2, crossover_num=1,
+                                                                max_epochs=5), seed=0)
+    while not search.done:
+        search.step(Score())
+    assert search.epoch < 5 and sorted(search.results) == [(0, 2), (0, 3), (1, 2), (1, 3)]
+    assert search.best(1) == [((1, 3), 4.0)]

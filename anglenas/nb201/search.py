@@ -43,7 +43,7 @@ def evolve(ops: list[list[int]], cfg: EvolutionConfig, seed: int, score: Callabl
         if saved["ops"] == ops:
             state, results = saved["state"], {tuple(a): acc for a, acc in saved["results"]}
     search = EvolutionSearch(ops, cfg, seed, state=state, results=results)
-    while not search.done and search.population:
+    while not search.done:
         search.step(FunctionEvaluator(score))
         h = search.history[-1]
         logger.info(f"generation {h['epoch']}: {h['evaluated']} candidates, best {h['best']:.2f}, "

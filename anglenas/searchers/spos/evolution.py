@@ -83,7 +83,9 @@ class EvolutionSearch:
 
     @property
     def done(self) -> bool:
-        return self.epoch >= self.cfg.max_epochs
+        """After ``max_epochs`` generations, or once no legal architecture is left to breed (a small space, e.g.
+        one ABS shrank, is then searched exhaustively)."""
+        return self.epoch >= self.cfg.max_epochs or (not self.population and bool(self.results))
 
     # -- breeding -----------------------------------------------------------------------------------------------
     def _accept(self, arch: Arch, into: list[Arch]) -> bool:
@@ -142,8 +144,8 @@ class EvolutionSearch:
     def step(self, evaluator: Evaluator, on_result: Callable[[Arch, float], None] | None = None) -> None:
         """Evaluate the current generation (only what has no result yet) and breed the next one."""
         if not self.population:
-            raise UserError("no legal candidate left to evaluate: the FLOPs limits exclude every architecture of "
-                            "this space that was not evaluated yet; widen --min_flops / --max_flops")
+            raise UserError("no legal candidate to evaluate: the FLOPs limits exclude every architecture of this "
+                            "space; widen --min_flops / --max_flops")
         missing = [a for a in self.population if a not in self.results]
 
         def record(arch: Arch, acc: float) -> None:

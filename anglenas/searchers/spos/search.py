@@ -258,6 +258,9 @@ class Search:
                 self.logger.scalar("search/best", rec["best"], rec["epoch"])
                 self.logger.scalar("search/mean", rec["mean"], rec["epoch"])
             self._save_state(evo, fingerprint)
+            if evo.epoch < cfg.max_epochs:
+                self.logger.info(f"every legal architecture of the space evaluated ({len(evo.results)}) after "
+                                 f"{evo.epoch} generation(s)")
         finally:
             journal.close()
             close = getattr(evaluator, "close", None)
