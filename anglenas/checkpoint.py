@@ -124,6 +124,8 @@ def check_writable(path: str | Path, what: str, flag: str, *, folder: bool | Non
         for missing in reversed([p for p in (target, *target.parents) if not p.exists()]):
             try:
                 missing.mkdir()
+            except FileExistsError:  # another process (a parallel job of the same table) made it meanwhile
+                continue
             except OSError as exc:
                 raise UserError(f"cannot write the {what} {str(path)!r}: creating the folder {str(target)!r} failed "
                                 f"({exc.strerror or exc}); pass a writable {flag}") from None
