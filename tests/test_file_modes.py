@@ -4,6 +4,7 @@ import contextlib
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,6 +73,21 @@ def test_check_writable_folder_and_file_leave_nothing_behind(tmp_path):
     assert (tmp_path / "e").is_dir() and list(tmp_path.iterdir()) == [tmp_path / "e"]
     assert list((tmp_path / "e").iterdir()) == []
 
+
+
+def test_check_writable_accepts_a_folder_a_parallel_job_creates_meanwhile(tmp_path, monkeypatch):
+    """Two jobs of one table (compare_searchers --parallel 2) check sibling run folders under one new parent: the
+    parent the other job made between the look and the mkdir is not an error, and it stays (it is the other's)."""
+    real_mkdir = Path.mkdir
+
+    def racing_mkdir(self, *args, **kwargs):
+        if self == tmp_path / "seed-0":
+            real_mkdir(self)  # the other job wins the race
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    check_writable(tmp_path / "seed-0" / "shrink-0.25", "run folder", "--save")
+    assert (tmp_path / "seed-0").is_dir() and not (tmp_path / "seed-0" / "shrink-0.25").exists()
 
 def _one_line_error(call, *words):
     with pytest.raises(UserError) as exc:
