@@ -59,17 +59,25 @@ def main_of(script: str):
 
 
 def parsed(script: str, argv: list[str], monkeypatch) -> object:
-    """The settings ``script`` parses from ``argv``, by its own path (presets, aliases, YAML), without running it."""
+    """The settings ``script`` parses from ``argv``, by its own path (presets, aliases, YAML), without running it.
+    A module first imported meanwhile binds the stand-in for good: once the call is over, it parses as the real one."""
     real = anglenas.config.parse_config
+    active = True
 
     def record(cls, argv=None, *args, **kwargs):
-        raise Parsed(real(cls, argv, *args, **kwargs))
+        cfg = real(cls, argv, *args, **kwargs)
+        if active:
+            raise Parsed(cfg)
+        return cfg
 
-    with monkeypatch.context() as patch:
-        patch.setattr(anglenas.config, "parse_config", record)
-        patch.setattr(anglenas.stages.search, "parse_config", record)
-        with pytest.raises(Parsed) as got:
-            main_of(script)(argv)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(anglenas.config, "parse_config", record)
+            patch.setattr(anglenas.stages.search, "parse_config", record)
+            with pytest.raises(Parsed) as got:
+                main_of(script)(argv)
+    finally:
+        active = False
     return got.value.cfg
 
 
