@@ -179,6 +179,29 @@ def test_an_unwritable_run_folder_is_refused_in_one_line_before_any_work(script,
     assert sorted(tmp_path.iterdir()) == [blocker]
 
 
+@pytest.mark.parametrize("script,argv,what,flag", [
+    ("utils/get_flops_lookup_table.py", ["--space", "nb201"], "lookup-table folder", "--save_dir"),
+    ("nas-bench-201/compare_searchers.py", ["--demo"], "run folder", "--save"),
+    ("figure/nb201_figures.py", ["--run", "{run}"], "figure folder", "--out")])
+def test_every_other_output_folder_is_checked_in_one_line(script, argv, what, flag, capsys, tmp_path):
+    """The entry points that write outside a stage's run folder: lookup tables, the comparison table, figures."""
+    run = tmp_path / "tau-run"
+    run.mkdir()
+    (run / "tau_table.json").write_text("{}")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = refused(script, [*[a.format(run=run) for a in argv], flag, str(blocker / "out")], capsys)
+    assert line == f"error: cannot write the {what} '{blocker / 'out'}': '{blocker}' is a file, not a folder; " \
+                   f"pass a writable {flag}"
+    assert sorted(tmp_path.iterdir()) == [blocker, run] and list(run.iterdir()) == [run / "tau_table.json"]
+
+
+def test_a_figure_of_a_file_that_is_no_tau_table_is_refused_in_one_line(capsys, tmp_path):
+    (tmp_path / "tau_table.json").write_text('{"seeds": []}')
+    assert refused("figure/nb201_figures.py", ["--run", str(tmp_path)], capsys) == \
+        f"error: {tmp_path / 'tau_table.json'} is not the tau table of an angle_tau.py run (it lacks its seeds, " \
+        "per-epoch taus or ground truth); pass --run with the --save folder of angle_tau.py"
+
 @pytest.mark.parametrize("script", RUNS)
 def test_input_refused_after_parsing_leaves_no_folder_behind(script, capsys, tmp_path):
     missing = tmp_path / "no-data"
