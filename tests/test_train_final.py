@@ -164,3 +164,17 @@ def test_two_gloo_ranks_under_torchrun(tmp_path):
                         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert ev.stdout.strip().splitlines()[-1] == f"top-1 {summary['top1']:.2f}"
+
+
+def test_darts_demo_names_the_paper_size_network(tmp_path):
+    """``--darts --demo`` trains a width-0.25 net at 32 px, but its "paper size" is the paper's C=45 ImageNet network:
+    PDARTS_ABS 570.1M FLOPs (Table 3 of the ABS paper / the issue's audit), 5.18M params without the auxiliary head."""
+    from anglenas.config import parse_config
+
+    cfg = parse_config(FinalTrainConfig, ["--darts", "--demo", "--arch", "PDARTS_ABS", "--total_iters", "0",
+                                          "--epochs", "0.001", "--eval_limit", "16", "--save", str(tmp_path / "r")],
+                       presets=FinalTrainConfig.presets)
+    trainer = FinalTrainer(cfg)
+    described = trainer._describe()
+    assert (described["reference_flops_m"], described["reference_params_m"]) == (570.10, 5.175)
+    assert described["flops_m"] < 100 and described["params_m"] < 0.5  # the demo trains the small one

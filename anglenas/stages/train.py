@@ -104,9 +104,10 @@ class FinalTrainConfig(DataConfig, SizeConfig, RuntimeConfig):
 
 
 DEMO = dict(dataset="embedded", width_mult=0.25, stem_stride=1, batch_size=64, lr=0.1, weight_decay=5e-4,
-            epochs=10, total_iters=0, eval_every=155, workers=0, save="runs/train-demo")
-"""``--demo``: 10 epochs of a width-0.25 network on the embedded 32x32 CIFAR-10 (2,000 training, 500 test
-images), evaluated every 5 epochs; a few minutes on 2 CPU cores."""
+            epochs=8, total_iters=0, eval_every=155, workers=0, save="runs/train-demo")
+"""``--demo``: 8 epochs of a width-0.25 network on the embedded 32x32 CIFAR-10 (2,000 training, 500 test images),
+evaluated after 5 epochs and at the end; minutes on 2 CPU cores for every space's networks (docs/benchmarks.md,
+"Every demo": a DARTS genotype's 14 cells are the slowest)."""
 
 DARTS_IMAGENET = dict(lr=0.25, batch_size=512, epochs=250, total_iters=0, momentum=0.9, weight_decay=3e-5,
                       decay_all=True, lr_schedule="linear_tail", label_smoothing=0.1, auxiliary_weight=0.4,
