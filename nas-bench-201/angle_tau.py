@@ -9,7 +9,8 @@ Writes DIR/tau.json (metric -> tau), DIR/tau_table.json, DIR/tau.md and the figu
 
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.nb201.experiments import DEMO, Experiment, NB201Config
+from anglenas.nb201.experiments import Experiment
+from anglenas.nb201.settings import DEMO, NB201Config
 
 
 @cli

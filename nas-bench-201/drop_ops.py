@@ -11,7 +11,8 @@ SAVE/seed-N/alpha (resumable); writes SAVE/drop.json.
 
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.nb201.experiments import DEMO, Experiment, NB201Config
+from anglenas.nb201.experiments import Experiment
+from anglenas.nb201.settings import DEMO, NB201Config
 
 
 @cli

@@ -8,7 +8,8 @@ Trains the supernets first unless SAVE holds them (same settings); writes SAVE/s
 """
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.nb201.experiments import SEARCH_DEMO, Experiment, NB201SearchConfig
+from anglenas.nb201.experiments import Experiment
+from anglenas.nb201.settings import SEARCH_DEMO, NB201SearchConfig
 
 
 @cli

@@ -8,7 +8,8 @@ The other NB201 scripts given the same --save and settings reuse these supernets
 
 from anglenas.config import parse_config
 from anglenas.errors import cli
-from anglenas.nb201.experiments import DEMO, Experiment, NB201Config
+from anglenas.nb201.experiments import Experiment
+from anglenas.nb201.settings import DEMO, NB201Config
 
 
 @cli

@@ -130,7 +130,7 @@ def test_figure_script_redraws_from_a_run(run, tmp_path):
 
 def test_cpu_preset_and_default_semantics():
     from anglenas.config import parse_config
-    from anglenas.nb201.experiments import NB201Config
+    from anglenas.nb201.settings import NB201Config
 
     default = parse_config(NB201Config, [])
     assert default.optimizer_semantics == "original" and default.preset is None
