@@ -236,11 +236,10 @@ def three_cores(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("script,argv", [(s, RUNS[s]) for s in RUNS if s != "searching/main.py"] + [
-    ("searching/main.py", ["--searcher", name]) for name in searcher_names()])
-def test_every_stage_takes_the_cores_it_may_use_and_says_so_at_start(script, argv, three_cores, monkeypatch,
-                                                                     tmp_path):
-    lines = []
+@pytest.fixture
+def start_lines(monkeypatch) -> list[str]:
+    """The log lines of a run up to the one naming its CPU threads, where it stops by :class:`Started`."""
+    lines: list[str] = []
 
     def info(self, message):
         lines.append(message)
@@ -248,6 +247,14 @@ def test_every_stage_takes_the_cores_it_may_use_and_says_so_at_start(script, arg
             raise Started
 
     monkeypatch.setattr(RunLogger, "info", info)
+    return lines
+
+
+@pytest.mark.parametrize("script,argv", [(s, RUNS[s]) for s in RUNS if s != "searching/main.py"] + [
+    ("searching/main.py", ["--searcher", name]) for name in searcher_names()])
+def test_every_stage_takes_the_cores_it_may_use_and_says_so_at_start(script, argv, three_cores, start_lines,
+                                                                     tmp_path):
+    lines = start_lines
     demo_threads = ["--threads", "0"]  # some demos set one thread
     with pytest.raises(Started):
         main_of(script)(["--demo", *argv, *demo_threads, "--save", str(tmp_path / "run")])
@@ -255,15 +262,8 @@ def test_every_stage_takes_the_cores_it_may_use_and_says_so_at_start(script, arg
     assert torch.get_num_threads() == 3
 
 
-def test_threads_flag_beats_the_cores(three_cores, monkeypatch, tmp_path):
-    lines = []
-
-    def info(self, message):
-        lines.append(message)
-        if "CPU thread" in message:
-            raise Started
-
-    monkeypatch.setattr(RunLogger, "info", info)
+def test_threads_flag_beats_the_cores(three_cores, start_lines, tmp_path):
+    lines = start_lines
     with pytest.raises(Started):
         main_of("nas-bench-201/train_arch.py")(["--demo", "--index", "5", "--threads", "2", "--save",
                                                 str(tmp_path / "run")])
