@@ -48,19 +48,29 @@ class Demo:
     argv: tuple[str, ...]
 
 
+def package_spaces() -> list[str]:
+    """The spaces the package registers (tests register toy ones of their own)."""
+    return [s for s in space_names() if type(get_space(s)).__module__.startswith("anglenas.")]
+
+
+def package_searchers() -> list[str]:
+    """The searchers the package registers."""
+    return [n for n in searcher_names() if get_searcher(n).run.__module__.startswith("anglenas.")]
+
+
 def _demos() -> list[Demo]:
-    out = [Demo(f"shrink-{s}", "shrinking/main.py", ("--demo", "--space", s)) for s in space_names()]
-    for name in searcher_names():
+    out = [Demo(f"shrink-{s}", "shrinking/main.py", ("--demo", "--space", s)) for s in package_spaces()]
+    for name in package_searchers():
         searcher = get_searcher(name)
         out.append(Demo(f"search-{name}", "searching/main.py", ("--searcher", name, "--demo")))
         out += [Demo(f"search-{name}-{s}", "searching/main.py", ("--searcher", name, "--space", s, "--demo"))
-                for s in space_names() if name in _fits(s) and s != searcher.home_space]
+                for s in package_spaces() if name in _fits(s) and s != searcher.home_space]
     out += [Demo("imagenet_arch_search", "searching/imagenet_arch_search.py", ("--demo",)),
             Demo("darts-train_search", "darts-master/train_search.py", ("--demo",)),
             Demo("pdarts-train_search", "pdarts-master/train_search.py", ("--demo",)),
             Demo("search_evolutionary", "darts-master/search_evolutionary.py", ("--demo",)),
             Demo("darts-train", "darts-master/train.py", ("--demo",))]
-    for space in space_names():  # the network a demo trains is its --arch: one of each space
+    for space in package_spaces():  # the network a demo trains is its --arch: one of each space
         arch = next(iter(get_space(space).published))
         darts = ("--darts",) if space == "darts" else ()
         out.append(Demo(f"train-{space}", "training/train_from_scratch.py", ("--demo", *darts, "--arch", arch)))

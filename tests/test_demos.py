@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_plans  # noqa: E402
 from demo_plans import DEMOS, LIMIT_SECONDS, MAKE_TARGETS, NOT_PLANNED, ROOT, makefile_commands, plan  # noqa: E402
 
-from anglenas.searchers.registry import searcher_names, searchers_for  # noqa: E402
-from anglenas.spaces import get_space, space_names  # noqa: E402
+from anglenas.searchers.registry import searchers_for  # noqa: E402
+from anglenas.spaces import get_space  # noqa: E402
 
 TIMES = {row["id"]: row for row in json.loads((Path(__file__).with_name("demo_times.json")).read_text())}
 """Measured once per demo: wall seconds on 2 CPU cores and the work it planned then."""
@@ -66,9 +66,9 @@ def test_every_entry_point_with_a_demo_and_every_searcher_on_every_space_is_list
                 assert str(script.relative_to(ROOT)) in listed
     pairs = {(d.argv[d.argv.index("--searcher") + 1], d.argv[d.argv.index("--space") + 1] if "--space" in d.argv
               else None) for d in DEMOS if "--searcher" in d.argv}
-    for name in searcher_names():
+    for name in demo_plans.package_searchers():
         assert (name, None) in pairs
-        for space in space_names():
+        for space in demo_plans.package_spaces():
             if name in searchers_for(get_space(space)):
                 assert (name, space) in pairs or get_space(space).name == demo_plans.get_searcher(name).home_space
 
