@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 # shrink -> SPOS search (in-process evaluation) -> train the best architecture from scratch -> evaluate it, on the
-# 12,000 CIFAR-10 images shipped in the package (7.5 minutes on 2 free cores, docs/benchmarks.md)
+# 12,000 CIFAR-10 images shipped in the package (6-7.5 minutes on 2 free cores, docs/benchmarks.md)
 DEMO_DATA := --demo --dataset embedded-12k
 demo: install
 	$(PY) shrinking/main.py $(DEMO_DATA) --first_stage_epochs 4 --other_stage_epochs 1 --drops_per_round 20 \
