@@ -126,7 +126,8 @@ def load_operations(path: str | Path, space: SearchSpace | str | None = None) ->
         if doc.get("format") != FORMAT or not isinstance(doc.get("operations"), list):
             raise UserError(f"{path}: JSON without \"format\": \"{FORMAT}\" and an \"operations\" list")
         if doc.get("version") != VERSION:
-            raise UserError(f"{path}: operations file version {doc.get('version')} is not supported (expected {VERSION})")
+            raise UserError(f"{path}: operations file version {doc.get('version')} is not supported "
+                            f"(expected {VERSION})")
         file_space = get_space(str(doc.get("space")))
         if space_obj is not None and space_obj.name != file_space.name:
             raise UserError(f"{path} describes the {file_space.name} space, not the {space_obj.name} space; pass an "

@@ -36,7 +36,7 @@ def main() -> None:
     ops = space.initial_operations()
     name = device_name(device)
     print(f"device: {name}; GPU space at paper size ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
-          f"supernet params), {sum(len(l) for l in ops)} operators, {args.sample_num} children per operator")
+          f"supernet params), {sum(len(layer) for layer in ops)} operators, {args.sample_num} children per operator")
 
     sampler = CandidateSampler(space, ops, np.random.default_rng(0), flops=reference_table("gpu"), max_flops=600e6)
     timings = {}

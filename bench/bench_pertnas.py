@@ -1,8 +1,9 @@
 """PertNAS search cost: time the three kinds of search network, extrapolate one member-edge and the whole search.
 
 Times a training step and an evaluation batch of the paper's search network (the DARTS space's relaxed supernet at
-C=16, 5 cells, batch 256, fp16 AMP on CUDA, channels_last) in its three shapes: one edge expanded to all 7 ops (population phase), 2 ops per edge
-(fine-grained phase), 1 op per edge (topology phase). Extrapolates with the search's step counts (docs/pertnas.md):
+C=16, 5 cells, batch 256, fp16 AMP on CUDA, channels_last) in its three shapes: one edge expanded to all 7 ops
+(population phase), 2 ops per edge (fine-grained phase), 1 op per edge (topology phase). Extrapolates with the
+search's step counts (docs/pertnas.md):
 
     python bench/bench_pertnas.py                      # paper setting on the GPU
     python bench/bench_pertnas.py --batch 32 --channels 4 --steps 3 --device cpu --threads 1   # quick CPU check

@@ -22,8 +22,6 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 import numpy as np
 import torch
 
@@ -37,6 +35,8 @@ from anglenas.searchers.spos.messages import weights_fingerprint
 from anglenas.searchers.spos.mq import BrokerConfig, RabbitEvaluator, resolve_broker
 from anglenas.spaces import get_space
 from anglenas.spaces.mobilenet.supernet import MobileSuperNet
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _settings(a, bn_images=None) -> EvalSettings:
@@ -151,7 +151,8 @@ def bn_ranking(a) -> None:
         print(f"  {k} BN images: mean top1 {scores[k].mean():.2f}% ({time.perf_counter() - t0:.0f}s)", flush=True)
     ref = scores[sizes[-1]]
     top = set(np.argsort(-ref)[: max(1, len(archs) // 5)])
-    print(f"ranking of {len(archs)} candidates vs {sizes[-1]} BN images (val {ev.data.num_val if a.val_images is None else a.val_images} images):")
+    val = ev.data.num_val if a.val_images is None else a.val_images
+    print(f"ranking of {len(archs)} candidates vs {sizes[-1]} BN images (val {val} images):")
     for k in sizes[:-1]:
         tau = kendalltau(scores[k], ref).statistic
         overlap = len(top & set(np.argsort(-scores[k])[: len(top)])) / len(top)

@@ -123,7 +123,8 @@ def measure(variant: str, batch: int, size: int, width: float, steps: int, warmu
             xb = x.to(device, non_blocking=True) if x.device != device else x
             trainer.step(i, xb, y)
 
-    every_op = [[op if op in layer else layer[0] for layer in ops] for op in sorted({o for l in ops for o in l})]
+    all_ops = sorted({o for layer in ops for o in layer})
+    every_op = [[op if op in layer else layer[0] for layer in ops] for op in all_ops]
     for i, path in enumerate(every_op):
         step(i, path)
     sync(device)

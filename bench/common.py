@@ -55,7 +55,8 @@ def report_variants(variants: list[str], measure: Callable[[str], tuple[float, f
             print(f"{variant:>16}: failed: {results[variant]['failed']}")
             continue
         base = base or rate
-        results[variant] = {"img_per_s": round(rate, 1), "ratio": round(rate / base, 3), "prepare_s": round(compile_s, 1)}
+        results[variant] = {"img_per_s": round(rate, 1), "ratio": round(rate / base, 3),
+                            "prepare_s": round(compile_s, 1)}
         extra = f"  (compile/capture {compile_s:.0f}s)" if compile_s else ""
         print(f"{variant:>16}: {rate:9.1f} img/s  x{rate / base:.2f} vs {variants[0]}{extra}")
     return results

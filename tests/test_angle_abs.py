@@ -37,7 +37,7 @@ def test_block_angles_equal_the_direct_formula(space):
             p.mul_(1 + 0.3 * torch.rand_like(p)).add_(0.05 * torch.randn_like(p))
     rng = np.random.default_rng(1)
     archs = np.array([[rng.choice(layer) for layer in space.initial_operations()] for _ in range(8)])
-    archs[0] = [IDENTITY if l.identity_allowed else 5 for l in space.layers]
+    archs[0] = [IDENTITY if layer.identity_allowed else 5 for layer in space.layers]
     got = ArchAngles(model, base, space).angles(archs)
     for arch, theta in zip(archs, got.tolist()):
         assert theta == pytest.approx(direct_angle(model, base, arch), abs=1e-5)
@@ -61,7 +61,7 @@ def test_uniform_depth_sampling():
     ops = GPU_SPACE.initial_operations()
     sampler = CandidateSampler(GPU_SPACE, ops, np.random.default_rng(0))
     archs = sampler.sample_containing(0, 1, 15000)
-    others = [i for i, l in enumerate(GPU_SPACE.layers) if l.identity_allowed and i != 1]
+    others = [i for i, layer in enumerate(GPU_SPACE.layers) if layer.identity_allowed and i != 1]
     counts = np.bincount((archs[:, others] == IDENTITY).sum(1), minlength=15)
     assert counts.sum() == 15000 and len(counts) == 15
     assert counts.min() > 800 and counts.max() < 1200  # expected 1000 each

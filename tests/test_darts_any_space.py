@@ -36,7 +36,8 @@ def _search(tmp_path, searcher, space, ops, *flags):
 
 
 @pytest.mark.parametrize("space", ["nb201", "gpu"])
-@pytest.mark.parametrize("searcher, flags", [("darts", []), ("darts", ["--unrolled"]), ("pdarts", ["--eps_no_arch", "0"])])
+@pytest.mark.parametrize("searcher, flags", [("darts", []), ("darts", ["--unrolled"]),
+                                             ("pdarts", ["--eps_no_arch", "0"])])
 def test_search_returns_an_architecture_of_the_shrunk_space(tmp_path, space, searcher, flags):
     ops = NB201_OPS if space == "nb201" else gpu_ops()
     result, saved = _search(tmp_path, searcher, space, ops, *flags)

@@ -64,8 +64,8 @@ def test_drop_and_search_reuse_the_supernet(run):
     from anglenas.nb201.api import Benchmark
     bench = Benchmark.load()
     means = [gt_c10()[bench.cells[:, 0] == op].mean() for op in range(5)]
-    assert ranks[f"0,{['none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3'][int(np.argmax(means))]}"] \
-        == min(ranks[f"0,{op}"] for op in ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"))
+    names = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    assert ranks[f"0,{names[int(np.argmax(means))]}"] == min(ranks[f"0,{op}"] for op in names)
     assert set(drop["metrics"]) == {"angle", "acc_no_rebn", "magnitude", "weight_norm"}
     for metric, recs in drop["metrics"].items():
         kept = recs[0]["kept"]

@@ -90,7 +90,7 @@ def run_show_space(*args):
 
 
 def test_show_space_command(tmp_path):
-    (tmp_path / "o.pt").write_bytes(pickle.dumps([[np.int64(o) for o in l] for l in shrunk_gpu_ops()]))
+    (tmp_path / "o.pt").write_bytes(pickle.dumps([[np.int64(o) for o in layer] for layer in shrunk_gpu_ops()]))
     out = run_show_space(tmp_path / "o.pt")
     assert out.returncode == 0, out.stderr
     assert "space: gpu (21 layers)" in out.stdout

@@ -25,7 +25,8 @@ def test_killed_search_resumes_to_the_same_result_without_re_evaluating(tmp_path
                                     "--save", str(tmp_path / "ref")])
 
     save = tmp_path / "killed"
-    proc = subprocess.Popen(main_cmd(save, ops, "--max_epochs", "2"), cwd=SEARCHING, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(main_cmd(save, ops, "--max_epochs", "2"), cwd=SEARCHING, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:  # kill inside the second generation
         if (save / "evaluations.jsonl").is_file() and len(journal_results(save)) >= 8:

@@ -29,16 +29,16 @@ def test_gpu_space_layers_match_spec_table():
                 + [(56, 56, 28, 1, True)] * 3 + [(56, 112, 28, 2, False)] + [(112, 112, 14, 1, True)] * 3
                 + [(112, 128, 14, 1, False)] + [(128, 128, 14, 1, True)] * 3 + [(128, 256, 14, 2, False)]
                 + [(256, 256, 7, 1, True)] * 3 + [(256, 432, 7, 1, False)])
-    got = [(l.inp, l.oup, l.input_res, l.stride, l.identity_allowed) for l in GPU_SPACE.layers]
+    got = [(layer.inp, layer.oup, layer.input_res, layer.stride, layer.identity_allowed) for layer in GPU_SPACE.layers]
     assert got == expected
 
 
 def test_fairnas_space_layers_match_spec():
     res = [112, 56, 56] + [28] * 4 + [14] * 8 + [7] * 4
     outs = [32, 32, 40, 40, 40, 40, 80, 80, 80, 80, 96, 96, 96, 96, 192, 192, 192, 192, 320]
-    assert [l.input_res for l in FAIRNAS_SPACE.layers] == res
-    assert [l.oup for l in FAIRNAS_SPACE.layers] == outs
-    assert not any(l.identity_allowed for l in FAIRNAS_SPACE.layers)
+    assert [layer.input_res for layer in FAIRNAS_SPACE.layers] == res
+    assert [layer.oup for layer in FAIRNAS_SPACE.layers] == outs
+    assert not any(layer.identity_allowed for layer in FAIRNAS_SPACE.layers)
 
 
 def test_space_sizes_and_operator_counts():
@@ -97,7 +97,8 @@ def test_flops_range_of_the_gpu_space():
 
 def test_batch_flops_equals_single():
     g = reference_table("gpu")
-    archs = np.array([SPOS_ABS, PROXYLESS_ABS, [IDENTITY if l.identity_allowed else 0 for l in GPU_SPACE.layers]])
+    all_identity = [IDENTITY if layer.identity_allowed else 0 for layer in GPU_SPACE.layers]
+    archs = np.array([SPOS_ABS, PROXYLESS_ABS, all_identity])
     assert list(g.batch_flops(archs)) == [g.arch_flops(a) for a in archs]
 
 
@@ -135,9 +136,9 @@ def test_table_json_round_trip(tmp_path):
 def test_scaled_space_keeps_the_layer_structure():
     small = GPU_SPACE.scaled(0.25, 32, 10, stem_stride=1)
     assert small.num_layers == 21
-    assert [l.identity_allowed for l in small.layers] == [l.identity_allowed for l in GPU_SPACE.layers]
+    assert [layer.identity_allowed for layer in small.layers] == [layer.identity_allowed for layer in GPU_SPACE.layers]
     assert small.layers[0].input_res == 32 and small.num_classes == 10
-    assert all(l.oup % 8 == 0 for l in small.layers)
+    assert all(layer.oup % 8 == 0 for layer in small.layers)
     assert math.isclose(get_space(small.name).head_channels, 1728)
 
 

@@ -50,7 +50,8 @@ def test_sigterm_during_training_from_scratch_keeps_a_checkpoint_and_resumes(tmp
            "--eval_limit", "50", "--checkpoint_minutes", "0", "--save", str(save)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while time.time() < deadline and not (save / "log.txt").exists() or "training " not in (save / "log.txt").read_text():
+    log = save / "log.txt"
+    while time.time() < deadline and not log.exists() or "training " not in log.read_text():
         time.sleep(0.2)
     time.sleep(1)  # a few iterations in
     proc.send_signal(signal.SIGTERM)

@@ -1,4 +1,5 @@
-"""Loading weights into a :class:`~anglenas.spaces.mobilenet.network.MobileNetwork`, including the original's released checkpoints.
+"""Loading weights into a :class:`~anglenas.spaces.mobilenet.network.MobileNetwork`, including the original's
+released checkpoints.
 
 The original saved ``{"iters", "state_dict", "best_acc_top1", "optimizer"}`` from a DDP-wrapped model that its
 FLOPs profiler had touched (its ``thop/`` copy, called by ``*/training/train_from_scratch.py``), so every key starts

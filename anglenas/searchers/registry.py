@@ -8,8 +8,9 @@ relaxed supernet of :mod:`anglenas.spaces.relaxed`) and ``run(cfg, operations) -
     def run_mysearch(cfg: MySearchConfig, operations: Operations) -> SearchResult: ...
 
 ``defaults`` are settings the searcher gives its config before any flag (SPOS and FairNAS share one config with
-different batch sizes and FLOPs windows); ``presets`` the settings of a preset flag (``{"demo": {...}}``). The search stage (:mod:`anglenas.stages.search`) resolves the space and
-its operations file, checks that the pair fits, runs the searcher and writes its result.
+different batch sizes and FLOPs windows); ``presets`` the settings of a preset flag (``{"demo": {...}}``). The
+search stage (:mod:`anglenas.stages.search`) resolves the space and its operations file, checks that the pair fits,
+runs the searcher and writes its result.
 """
 from __future__ import annotations
 

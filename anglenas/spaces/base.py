@@ -191,8 +191,8 @@ class SearchSpace(ABC):
     def _no_depth(self, depth: int | None) -> None:
         """Refuse ``depth`` in a space whose networks have a fixed number of layers."""
         if depth is not None:
-            raise UserError(f"the {self.name} space has a fixed number of {self.site_kind}s; --depth sets the cells per "
-                            f"stage of a cell space (nb201)")
+            raise UserError(f"the {self.name} space has a fixed number of {self.site_kind}s; --depth sets the "
+                            f"cells per stage of a cell space (nb201)")
 
     def width_for_channels(self, arch: Any, channels: int) -> float:
         """The width multiplier at which the network of ``arch`` has ``channels`` channels in its first cells

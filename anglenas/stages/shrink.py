@@ -34,7 +34,8 @@ from anglenas.train.supernet import SupernetTrainConfig, SupernetTrainer
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its resumption (they do not change the result)
-RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minutes", "save", "operations_path", "demo", "amp"}
+RESUMABLE_CHANGES = {"workers", "device", "checkpoint_every", "checkpoint_minutes", "save", "operations_path", "demo",
+                     "amp"}
 
 
 @dataclass
@@ -282,8 +283,8 @@ class Shrinker:
         self.logger.scalar("abs/log10_space_size", math.log10(size), st.round)
         self.logger.scalar("abs/mean_angle", float(np.mean(list(scores.values()))), st.round)
         self.logger.scalar("abs/children", len(children), st.round)
-        return {"round": st.round, "step": st.step, "ops_before": st.ops, "ops": new_ops, "size": size, "children": len(children),
-                "seconds": seconds, "dropped": [list(o) for o in dropped],
+        return {"round": st.round, "step": st.step, "ops_before": st.ops, "ops": new_ops, "size": size,
+                "children": len(children), "seconds": seconds, "dropped": [list(o) for o in dropped],
                 "scores": [[layer, op, score] for (layer, op), score in scores.items()]}
 
     def _write_reports(self):

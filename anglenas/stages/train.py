@@ -43,9 +43,8 @@ CHECKPOINT, BEST, SUMMARY = "checkpoint.pt", "best.pt", "summary.json"
 SUMMARY_FORMAT = "anglenas-train-summary"
 # fields that may change between a run and its resumption (they do not change the trained weights)
 RESUMABLE_CHANGES = {"save", "device", "workers", "decode", "compile", "checkpoint_every", "checkpoint_minutes",
-                     "eval_every",
-                     "eval_batch_size", "eval_limit", "eval", "eval_resume", "demo", "cifar", "darts", "data_dir", "train_dir",
-                     "test_dir"}
+                     "eval_every", "eval_batch_size", "eval_limit", "eval", "eval_resume", "demo", "cifar", "darts",
+                     "data_dir", "train_dir", "test_dir"}
 # fields that define the network; evaluation of one of our checkpoints takes them from the checkpoint
 NETWORK_FIELDS = ("arch", "space", "arch_rank", "width_mult", "input_size", "stem_stride", "dropout", "dataset")
 

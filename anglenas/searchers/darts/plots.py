@@ -35,7 +35,8 @@ def plot_alphas(history: Sequence[dict], normal_ops: Sequence[Sequence[int]], re
                 continue
             edge = NODE_OFFSETS[node] + col
             for i, op in enumerate(edge_ops[edge]):
-                ax.plot(epochs, [rec["alphas"][kind][edge][i] for rec in history], marker=".", color=COLORS[PRIMITIVES[op]], label=PRIMITIVES[op])
+                ax.plot(epochs, [rec["alphas"][kind][edge][i] for rec in history], marker=".",
+                        color=COLORS[PRIMITIVES[op]], label=PRIMITIVES[op])
             ax.set_title(f"{kind} edge {edge}: node {node} <- state {col}", fontsize=8)
             ax.set_xlabel("epoch", fontsize=7)
             ax.set_ylabel("softmax(alpha)", fontsize=7)

@@ -56,7 +56,8 @@ class EvalSettings:
         """Build from a message's ``settings``; raises ValueError on missing, unknown or ill-typed keys."""
         names = {f.name for f in dataclasses.fields(cls)}
         if set(d) != names:
-            raise ValueError(f"settings keys differ: missing {sorted(names - set(d))}, unknown {sorted(set(d) - names)}")
+            raise ValueError(f"settings keys differ: missing {sorted(names - set(d))}, "
+                             f"unknown {sorted(set(d) - names)}")
         for key in ("split_seed", "bn_images", "bn_batch_size", "bn_seed", "eval_batch_size"):
             if not isinstance(d[key], int) or isinstance(d[key], bool):
                 raise ValueError(f"settings.{key} must be an integer")

@@ -169,7 +169,8 @@ class EvolutionSearch:
         parents = self.top[: self.cfg.select_num]
         crossover = self._crossover(parents)
         limit = self.cfg.population_num - len(crossover)
-        mutation = self._mutation(parents, limit if self.cfg.mutation_num is None else min(self.cfg.mutation_num, limit))
+        cap = self.cfg.mutation_num
+        mutation = self._mutation(parents, limit if cap is None else min(cap, limit))
         self.population = self._fill(mutation + crossover)
         self.history[-1].update(crossover=len(crossover), mutation=len(mutation),
                                 random=len(self.population) - len(crossover) - len(mutation))

@@ -58,7 +58,8 @@ def parse(text: str) -> Cell:
             raise UserError(f"node {node} of {text!r} must be enclosed in '|': got {part!r}; {hint}")
         items = part[1:-1].split("|")
         if len(items) != node:
-            raise UserError(f"node {node} of {text!r} needs {node} input(s) (~0..~{node - 1}), got {len(items)}; {hint}")
+            raise UserError(f"node {node} of {text!r} needs {node} input(s) (~0..~{node - 1}), got {len(items)}; "
+                            f"{hint}")
         for j, item in enumerate(items):
             op, sep, src = item.partition("~")
             if not sep or src != str(j):

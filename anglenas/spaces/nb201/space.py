@@ -2,10 +2,11 @@
 
 Sites are the 6 edges of the 4-node cell (``edge 1<-0``, ``edge 2<-0``, ``edge 2<-1``, ``edge 3<-0``,
 ``edge 3<-1``, ``edge 3<-2``), each choosing one of 5 ops (:data:`~anglenas.spaces.nb201.cells.OPS`; builders in
-:data:`~anglenas.spaces.nb201.supernet.OP_BUILDERS`). The supernet holds ``3 * cells_per_stage`` search cells; a benchmark
-architecture puts the same cell in all of them, the training sampler (:class:`CellPathSampler`) draws a cell per
-search cell. For the angle every search cell is an instance of the 6 sites; the 4 input-to-output paths of a cell
-are :attr:`NB201Space.angle_paths` and ``none`` removes a path from the vector (the original's ``get_arch_angle``).
+:data:`~anglenas.spaces.nb201.supernet.OP_BUILDERS`). The supernet holds ``3 * cells_per_stage`` search cells; a
+benchmark architecture puts the same cell in all of them, the training sampler (:class:`CellPathSampler`) draws a
+cell per search cell. For the angle every search cell is an instance of the 6 sites; the 4 input-to-output paths of a
+cell are :attr:`NB201Space.angle_paths` and ``none`` removes a path from the vector (the original's
+``get_arch_angle``).
 
 Sizes: ``width_mult`` scales NB201's 16 first-stage channels (``channels = 16 * width_mult``), ``input_size`` is
 the image side (32 for CIFAR, 16 for ImageNet16-120), ``cells_per_stage`` is NB201's N (5). ``stem_stride`` is the
@@ -63,7 +64,8 @@ class CellPathSampler:
 
 @dataclass(frozen=True)
 class NB201Space(SearchSpace):
-    """NAS-Bench-201: 6 edges x 5 ops, 15,625 cells; the macro of :class:`~anglenas.spaces.nb201.supernet.NB201SuperNet`.
+    """NAS-Bench-201: 6 edges x 5 ops, 15,625 cells; the macro of
+    :class:`~anglenas.spaces.nb201.supernet.NB201SuperNet`.
 
     ABS on it (the original's ``dropnode_by_angle.py``) is one round that drops 20 of the 30 operators by the global
     rule; an operator's children are uniform over the other edges (the original averages over all cells holding it),

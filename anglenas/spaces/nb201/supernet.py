@@ -34,7 +34,8 @@ the DARTS family's modules (NB201's ``ReLUConvBN`` is DARTS' with the conv at ``
 assert tuple(OP_BUILDERS) == OPS
 
 
-_LEGACY_KEY = re.compile(r"(edges\.\d+(?:\.\d+)?|conv_[ab])\.([12])\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
+_LEGACY_KEY = re.compile(r"(edges\.\d+(?:\.\d+)?|conv_[ab])\.([12])\."
+                         r"(weight|bias|running_mean|running_var|num_batches_tracked)$")
 
 
 def upgrade_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
