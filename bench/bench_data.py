@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import images_per_second  # bench/ is on the path of a bench script
 from PIL import Image
 
 from anglenas.data import DataConfig, build_data
@@ -36,16 +36,7 @@ def make_folder(root: Path, classes: int, per_class: int) -> None:
 
 
 def rate(stream, steps: int, device: torch.device) -> float:
-    batches = stream.batches(0, steps + 2)
-    for _ in range(2):  # start-up: worker processes, first batches
-        next(batches)
-    t0 = time.perf_counter()
-    n = 0
-    for x, _ in batches:
-        n += len(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return n / (time.perf_counter() - t0)
+    return images_per_second(stream.batches(0, steps + 2), steps, 2, device)
 
 
 def main() -> None:

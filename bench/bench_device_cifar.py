@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from typing import Iterator
 
 import numpy as np
 import torch
+from common import images_per_second  # bench/ is on the path of a bench script
 from PIL import Image
 
 from anglenas.data.device_cifar import PIPELINES, DeviceLoader
@@ -60,19 +60,6 @@ def device_batches(images: np.ndarray, labels: np.ndarray, batch: int, pipeline:
         epoch += 1
 
 
-def rate(batches: Iterator[torch.Tensor], steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        next(batches)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0, n = time.perf_counter(), 0
-    for _ in range(steps):
-        n += len(next(batches))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return n / (time.perf_counter() - t0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -89,10 +76,12 @@ def main() -> None:
     print(f"device {device}; {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads; "
           f"{args.images} images, batch {args.batch}, {args.steps} timed batches")
     for pipeline in PIPELINES:
-        r = rate(device_batches(images, labels, args.batch, pipeline, device), args.steps, args.warmup, device)
+        batches = device_batches(images, labels, args.batch, pipeline, device)
+        r = images_per_second(batches, args.steps, args.warmup, device)
         print(f"device loader ({pipeline:5s} pipeline)       : {r:10.0f} img/s")
     for workers in map(int, args.workers.split(",")):
-        r = rate(torchvision_batches(images, labels, args.batch, workers, device), args.steps, args.warmup, device)
+        batches = torchvision_batches(images, labels, args.batch, workers, device)
+        r = images_per_second(batches, args.steps, args.warmup, device)
         print(f"torchvision DataLoader, {workers:2d} workers    : {r:10.0f} img/s")
 
 

@@ -5,6 +5,7 @@ A bench script runs as ``python bench/NAME.py`` (``bench/`` is then on ``sys.pat
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Callable, Iterator
 
 import torch
@@ -32,6 +33,20 @@ def sync(device: torch.device) -> None:
     """Wait for the device's queued work (timings of CUDA work need it)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def images_per_second(batches: Iterator, steps: int, warmup: int, device: torch.device) -> float:
+    """Images a second that ``batches`` (tensors or ``(images, labels)``) deliver over ``steps`` batches, after
+    ``warmup`` batches of start-up (worker processes, first decodes)."""
+    for _ in range(warmup):
+        next(batches)
+    sync(device)
+    t0, n = time.perf_counter(), 0
+    for _ in range(steps):
+        batch = next(batches)
+        n += len(batch[0] if isinstance(batch, tuple) else batch)
+    sync(device)
+    return n / (time.perf_counter() - t0)
 
 
 def device_name(device: torch.device) -> str:
