@@ -41,7 +41,7 @@ from anglenas.data.streams import TensorStream, tensor_eval_batches
 from anglenas.errors import UserError
 from anglenas.log import RunLogger
 from anglenas.nb201.api import Benchmark
-from anglenas.nb201.data import IMAGENET16_NORMALIZE, load_sets
+from anglenas.nb201.data import DATASETS, GROUND_TRUTH, IMAGENET16_NORMALIZE, load_sets
 from anglenas.nb201.metrics import kendall_tau
 from anglenas.runtime import pick_device, use_threads
 from anglenas.spaces.nb201 import cells as space
@@ -50,10 +50,6 @@ from anglenas.spaces.nb201.network import NB201Network, cell_cost
 from anglenas.spaces.nb201.supernet import upgrade_keys
 from anglenas.train.supernet import autocast_context, evaluate
 
-DATASETS = ("embedded", "cifar10-jpg", "cifar10", "cifar100", "ImageNet16-120")
-GROUND_TRUTH = {"embedded": "cifar10", "cifar10-jpg": "cifar10", "cifar10": "cifar10", "cifar100": "cifar100",
-                "ImageNet16-120": "ImageNet16-120"}
-"""The benchmark column a run on each training set is compared with."""
 PAPER_TAU = {"cifar10": 0.833, "cifar100": 0.822, "ImageNet16-120": 0.825}
 """Kendall tau of angle vs ground truth over the 50 stand-alone cells in the paper (the original's ``visualize.py``)."""
 ORIGINAL_INDICES = tuple(range(0, 10000, 200))
