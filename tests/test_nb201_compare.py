@@ -82,3 +82,23 @@ def test_a_killed_table_resumes_without_rerunning_finished_runs(demo, tmp_path):
     assert result.stat().st_mtime_ns == before
     again = json.loads((save / "compare.json").read_text())
     assert again["runs"] == doc["runs"]
+
+
+def test_the_report_names_the_operators_two_budgets_share():
+    """Counted by hand: the 25% shrink keeps 10 operators; 5 of them (edge 0 conv3, edges 1, 3, 4 skip, edge 5 none)
+    are among the full budget's."""
+    from anglenas.nb201.compare_report import markdown, shared_operators
+
+    full = [[3], [1, 3], [1], [1, 3], [1, 3], [0, 3]]
+    quarter = [[0, 3], [0, 1], [0], [0, 1], [0, 1], [0]]
+    gt = {"cifar10": 90.0}
+    spaces = [{"seed": 0, "space": "full", "size": 15625, "ops": [[0, 1, 2, 3, 4]] * 6, "best": gt, "random": gt},
+              {"seed": 0, "space": "abs-1", "size": 16, "ops": full, "best": gt, "random": gt},
+              {"seed": 0, "space": "abs-0.25", "size": 16, "ops": quarter, "best": gt, "random": gt}]
+    shared = shared_operators(spaces)
+    assert shared == [{"seed": 0, "space": "abs-0.25", "kept": 10, "in_common": 5}]
+    runs = [{"searcher": "spos", "space": s, "gt": gt, "wall_seconds": 1.0} for s in ("full", "abs-1", "abs-0.25")]
+    text = markdown({"runs": runs, "spaces": spaces, "shared_operators": shared,
+                     "optimum": {"index": 6111, "gt": {"cifar10": 94.37}}})
+    assert "Cells left per seed: full space 15625; ABS (100% budget) 16; ABS (25% budget) 16." in text
+    assert "ABS (25% budget) shrink keeps in common with the full budget's, per seed: 5 of 10." in text

@@ -104,6 +104,13 @@ def markdown(doc: dict) -> str:
         lines.append(f"| *{name}* | " + " | ".join(cells) + " | |")
     lines.append(f"| *optimum (index {doc['optimum']['index']})* | " + " | ".join(
         f"{doc['optimum']['gt'][GT]:.2f}" for _ in spaces) + " | |")
+    lines += ["", "Cells left per seed: " + "; ".join(
+        f"{_space_title(s)} " + ", ".join(str(rec["size"]) for rec in doc["spaces"] if rec["space"] == s)
+        for s in spaces) + "."]
+    for space in dict.fromkeys(rec["space"] for rec in doc["shared_operators"]):
+        shared = [rec for rec in doc["shared_operators"] if rec["space"] == space]
+        lines.append(f"Operators the {_space_title(space)} shrink keeps in common with the full budget's, per seed: "
+                     + ", ".join(f"{rec['in_common']} of {rec['kept']}" for rec in shared) + ".")
     return "\n".join(lines)
 
 
@@ -123,19 +130,25 @@ def plot(doc: dict, path: str | Path | None = None) -> Figure:
     fig = Figure(figsize=(max(5.5, 0.9 * len(labels) + 2), 3.8), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / len(spaces)
+    low = min(r["gt"][GT] for r in doc["runs"]) - 2  # a baseline further down is named in the legend, not drawn
     for k, space in enumerate(spaces):
         xs, ys = [], []
         for i, label in enumerate(labels):
             found = [r["gt"][GT] for r in doc["runs"] if r["searcher"] == label and r["space"] == space]
             xs += [i + (k - (len(spaces) - 1) / 2) * width] * len(found)
             ys += found
-        ax.scatter(xs, ys, s=22, label=_space_title(space), alpha=0.8)
+        dots = ax.scatter(xs, ys, s=22, label=_space_title(space), alpha=0.8)
+        random = np.mean([rec["random"][GT] for rec in doc["spaces"] if rec["space"] == space])
+        below = f": {random:.1f}, below the axis" if random < low else ""
+        ax.axhline(random, color=dots.get_facecolor()[0], ls=":", lw=1.2,
+                   label=f"random cell, {_space_title(space)}{below}")
     ax.axhline(doc["optimum"]["gt"][GT], color="grey", ls="--", lw=1, label="optimum")
+    ax.set_ylim(low, doc["optimum"]["gt"][GT] + 1)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_ylabel("CIFAR-10 test accuracy of the cell found (%)")
     ax.set_title("NAS-Bench-201: each searcher in the full space and in the ABS-shrunk space", fontsize=9)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
     if path is not None:
         fig.savefig(path, dpi=130)
     return fig
