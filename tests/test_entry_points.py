@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_plans import settings  # the settings an entry point parses, without running it
 
-import anglenas.config
-import anglenas.stages.search
 from anglenas.config import _base_type, field_meta
 from anglenas.log import RunLogger
 from anglenas.searchers.registry import searcher_names
@@ -46,39 +45,8 @@ MISSING_DATA = {"darts-master/search_evolutionary.py": ["--train_path", "{missin
 """How each run is pointed at data that is not there (default: --dataset cifar10 --data_dir MISSING)."""
 
 
-class Parsed(Exception):
-    """Raised in place of running an entry point, carrying the settings it parsed."""
-
-    def __init__(self, cfg):
-        super().__init__("parsed")
-        self.cfg = cfg
-
-
 def main_of(script: str):
     return runpy.run_path(str(ROOT / script))["main"]
-
-
-def parsed(script: str, argv: list[str], monkeypatch) -> object:
-    """The settings ``script`` parses from ``argv``, by its own path (presets, aliases, YAML), without running it.
-    A module first imported meanwhile binds the stand-in for good: once the call is over, it parses as the real one."""
-    real = anglenas.config.parse_config
-    active = True
-
-    def record(cls, argv=None, *args, **kwargs):
-        cfg = real(cls, argv, *args, **kwargs)
-        if active:
-            raise Parsed(cfg)
-        return cfg
-
-    try:
-        with monkeypatch.context() as patch:
-            patch.setattr(anglenas.config, "parse_config", record)
-            patch.setattr(anglenas.stages.search, "parse_config", record)
-            with pytest.raises(Parsed) as got:
-                main_of(script)(argv)
-    finally:
-        active = False
-    return got.value.cfg
 
 
 def refused(script: str, argv: list[str], capsys) -> str:
@@ -102,8 +70,8 @@ def numeric_fields(cfg) -> list[tuple[str, type, dict]]:
 
 
 @pytest.mark.parametrize("script,argv", ALL, ids=[" ".join([s, *a]) for s, a in ALL])
-def test_every_number_of_every_entry_point_declares_its_range(script, argv, monkeypatch):
-    cfg = parsed(script, argv, monkeypatch)
+def test_every_number_of_every_entry_point_declares_its_range(script, argv):
+    cfg = settings(script, argv)[1]
     missing = [name for name, _, meta in numeric_fields(cfg) if "low" not in meta and "high" not in meta]
     assert not missing, f"{script}: {type(cfg).__name__} fields without a range: {missing}"
 
@@ -121,7 +89,7 @@ def _outside(kind: type, meta: dict) -> list[tuple[float, str]]:
 @pytest.mark.parametrize("script,argv", ALL, ids=[" ".join([s, *a]) for s, a in ALL])
 def test_every_number_outside_its_range_is_refused_from_flags_and_yaml(script, argv, monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
-    cfg = parsed(script, argv, monkeypatch)
+    cfg = settings(script, argv)[1]
     for name, kind, meta in numeric_fields(cfg):
         for value, text in _outside(kind, meta):
             shown = f"{value:g}"

@@ -210,8 +210,9 @@ class Table:
                 for future in finished:
                     job, start = running.pop(future)
                     cpu = future.result()  # a failed run raises here, after the others end
-                    self._record_time(*job, time.perf_counter() - start, cpu)
-                    self.durations.setdefault(job[2], []).append(time.perf_counter() - start)
+                    wall = time.perf_counter() - start
+                    self._record_time(*job, wall, cpu)
+                    self.durations.setdefault(job[2], []).append(wall)
                 left = todo + [j for j, _ in running.values()]
                 self.logger.info(f"table: {len(jobs) - len(left)}/{len(jobs)} runs done in "
                                  f"{fmt_seconds(time.perf_counter() - t0)} | ETA "
