@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import anglenas.config  # noqa: E402
 import anglenas.stages.search  # noqa: E402
 from anglenas.operations import Operations, load_operations  # noqa: E402
-from anglenas.searchers.registry import get_searcher, searcher_names  # noqa: E402
+from anglenas.searchers.registry import get_searcher, searcher_names, searchers_for  # noqa: E402
 from anglenas.spaces import get_space, space_names  # noqa: E402
 
 IMAGES = {"embedded": (2000, 500), "embedded-12k": (10000, 2000)}
@@ -64,7 +64,7 @@ def _demos() -> list[Demo]:
         searcher = get_searcher(name)
         out.append(Demo(f"search-{name}", "searching/main.py", ("--searcher", name, "--demo")))
         out += [Demo(f"search-{name}-{s}", "searching/main.py", ("--searcher", name, "--space", s, "--demo"))
-                for s in package_spaces() if name in _fits(s) and s != searcher.home_space]
+                for s in package_spaces() if name in searchers_for(get_space(s)) and s != searcher.home_space]
     out += [Demo("imagenet_arch_search", "searching/imagenet_arch_search.py", ("--demo",)),
             Demo("darts-train_search", "darts-master/train_search.py", ("--demo",)),
             Demo("pdarts-train_search", "pdarts-master/train_search.py", ("--demo",)),
@@ -79,12 +79,6 @@ def _demos() -> list[Demo]:
     out.append(Demo("nb201-train_arch", "nas-bench-201/train_arch.py", ("--demo", "--index", "6111")))
     out.append(Demo("nb201-compare_searchers", "nas-bench-201/compare_searchers.py", ("--demo",)))
     return out
-
-
-def _fits(space: str) -> list[str]:
-    from anglenas.searchers.registry import searchers_for
-
-    return searchers_for(get_space(space))
 
 
 DEMOS = _demos()

@@ -1,5 +1,5 @@
 """Every ``--demo`` means minutes: the work each demo plans, counted from its parsed settings without running it
-(tests/demo_plans.py), scaled from its measured wall time on 2 CPU cores (tests/demo_times.json, docs/benchmarks.md
+(tests/demo_plans.py), scaled from its measured one-thread CPU time (tests/demo_times.json, docs/benchmarks.md
 "Every demo"), stays under 10 minutes; so do the Makefile's demo targets."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from anglenas.searchers.registry import searchers_for  # noqa: E402
 from anglenas.spaces import get_space  # noqa: E402
 
 TIMES = {row["id"]: row for row in json.loads((Path(__file__).with_name("demo_times.json")).read_text())}
-"""Measured once per demo: wall seconds on 2 CPU cores and the work it planned then."""
+"""Measured once per demo, cut short: CPU seconds on one thread and the work it did."""
 ENTRY_FOLDERS = ("shrinking", "searching", "training", "darts-master", "pdarts-master", "nas-bench-201", "utils",
                  "figure")
 
